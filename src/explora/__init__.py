@@ -1,0 +1,3 @@
+"""explora: exploration in deep reinforcement learning."""
+
+__version__ = "0.1.0"

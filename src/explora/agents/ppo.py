@@ -1,0 +1,472 @@
+"""PPO with an optional curiosity bonus, readable top to bottom.
+
+Schulman et al. 2017 (PPO), with the curiosity recipe of Burda et al. 2018 (RND) as in CleanRL's
+``ppo_rnd_envpool.py``:
+- two value heads, extrinsic (episodic) and intrinsic (non-episodic by default);
+- advantage = ``ext_coef * A_ext + int_coef * A_int``;
+- the raw bonus is divided by the running std of its discounted return (per env, along time);
+- the bonus's input statistics are warmed up by a random policy before training.
+
+Episode ends are handled exactly: ``terminated`` zeroes the successor's extrinsic value,
+``truncated`` bootstraps it from the true final observation, and neither lets a return or an
+advantage run into the next episode. Deviation from CleanRL: the intrinsic return at an episode
+end bootstraps from V_int(final observation) instead of continuing into the reset state (the two
+are equal in expectation when resets are uninformative; ours never learns across a boundary).
+
+Defaults are those of rl-starter-files / torch-ac for MiniGrid (METHODS.md), tuned where noted.
+Example:
+    >>> from explora.envs import make
+    >>> from explora.agents.ppo import PPOConfig, train_ppo
+    >>> env = make("CartPole-v1", num_envs=8, seed=0)
+    >>> result = train_ppo(env, PPOConfig(total_frames=20_000, seed=0))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Normal
+
+from explora.agents.returns import gae
+from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions
+from explora.envs.base import VecEnv
+from explora.models.encoders import layer_init, make_encoder
+from explora.runs.episodes import EpisodeTracker
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters. Derived sizes are properties, not flags."""
+
+    total_frames: int = 1_000_000
+    """environment frames to train for (random warm-up frames count too)"""
+    num_envs: int = 16
+    """parallel environment copies"""
+    num_steps: int = 128
+    """steps per env per rollout"""
+    learning_rate: float = 7e-4
+    """Adam learning rate (rl-starter-files)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over training"""
+    adam_eps: float = 1e-5
+    """Adam epsilon"""
+    gamma: float = 0.99
+    """discount of the extrinsic return"""
+    int_gamma: float = 0.99
+    """discount of the intrinsic return (RND paper)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    update_epochs: int = 4
+    """passes over each rollout"""
+    minibatch_size: int = 256
+    """samples per gradient step"""
+    clip_coef: float = 0.2
+    """policy ratio clip"""
+    ent_coef: float = 0.01
+    """entropy bonus weight"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+    norm_adv: bool = True
+    """whiten advantages per minibatch"""
+    target_kl: float | None = None
+    """stop the epochs of an update early above this approximate KL"""
+    ext_coef: float = 1.0
+    """weight of the extrinsic advantage; 0 gives pure curiosity"""
+    int_coef: float = 1.0
+    """weight of the intrinsic advantage (ignored without a bonus)"""
+    int_episodic: bool = False
+    """treat the intrinsic return as episodic (cut at termination) instead of lifelong"""
+    encoder: str = "auto"
+    """observation encoder: auto, grid-cnn, pixel-cnn or mlp"""
+    hidden: int = 64
+    """width of the actor and critic heads"""
+    checkpoint_every: int = 50
+    """updates between checkpoints (a final one is always written)"""
+    seed: int = 0
+    """seed of torch and of action sampling"""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return max(1, self.total_frames // self.batch_size)
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work, before anything is built."""
+        if self.batch_size % self.minibatch_size != 0 and self.minibatch_size > self.batch_size:
+            raise ValueError(
+                f"minibatch_size {self.minibatch_size} exceeds the batch of "
+                f"num_envs * num_steps = {self.batch_size}"
+            )
+        for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.total_frames < self.batch_size:
+            raise ValueError(
+                f"total_frames {self.total_frames} is less than one rollout "
+                f"(num_envs * num_steps = {self.batch_size})"
+            )
+
+
+class ActorCritic(nn.Module):
+    """Shared encoder; an actor head and a critic head with two outputs (V_ext, V_int)."""
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PPOConfig) -> None:
+        super().__init__()
+        self.encoder = make_encoder(obs_space, cfg.encoder)
+        emb = int(self.encoder.out_dim)
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        if self.continuous:
+            n_out = int(np.prod(action_space.shape))
+            self.action_shape: tuple[int, ...] = tuple(action_space.shape)
+            self.log_std = nn.Parameter(torch.zeros(n_out))
+        elif isinstance(action_space, gym.spaces.Discrete):
+            n_out = int(action_space.n)
+            self.action_shape = ()
+        else:
+            raise ValueError(f"PPO supports Discrete and Box actions, got {action_space}")
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(emb, cfg.hidden)),
+            nn.Tanh(),
+            layer_init(nn.Linear(cfg.hidden, n_out), gain=0.01),
+        )
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(emb, cfg.hidden)),
+            nn.Tanh(),
+            layer_init(nn.Linear(cfg.hidden, 2), gain=1.0),
+        )
+
+    def dist(self, features: Tensor) -> Categorical | Normal:
+        out = self.actor(features)
+        if self.continuous:
+            return Normal(out, self.log_std.exp().expand_as(out))
+        return Categorical(logits=out)
+
+    def values(self, obs: Tensor) -> Tensor:
+        """``[B, 2]``: extrinsic and intrinsic value."""
+        return self.critic(self.encoder(obs))
+
+    def forward(self, obs: Tensor) -> tuple[Categorical | Normal, Tensor]:
+        features = self.encoder(obs)
+        return self.dist(features), self.critic(features)
+
+    def log_prob(self, dist: Categorical | Normal, actions: Tensor) -> Tensor:
+        logp = dist.log_prob(actions)
+        return logp.sum(-1) if self.continuous else logp
+
+    def entropy(self, dist: Categorical | Normal) -> Tensor:
+        ent = dist.entropy()
+        return ent.sum(-1) if self.continuous else ent
+
+
+def _env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
+    out = actions.numpy()
+    if isinstance(space, gym.spaces.Box):
+        # The policy's Gaussian is unbounded; the env gets the clipped action, the update the raw.
+        return np.clip(out, space.low, space.high).astype(space.dtype)
+    return out
+
+
+def _random_actions(space: gym.Space, n: int, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(0, int(space.n), size=n) + int(space.start)
+    low = np.where(np.isfinite(space.low), space.low, -1.0)
+    high = np.where(np.isfinite(space.high), space.high, 1.0)
+    return rng.uniform(low, high, size=(n, *space.shape)).astype(space.dtype)
+
+
+def _one_step(obs: np.ndarray, actions: np.ndarray, step: Any) -> Transitions:
+    """A ``T == 1`` batch for ``bonus.observe``."""
+    return Transitions(
+        obs=torch.from_numpy(obs).unsqueeze(0),
+        actions=torch.as_tensor(actions).unsqueeze(0),
+        next_obs=torch.from_numpy(step.final_obs).unsqueeze(0),
+        ext_rewards=torch.from_numpy(step.reward).unsqueeze(0),
+        terminated=torch.from_numpy(step.terminated).unsqueeze(0),
+        truncated=torch.from_numpy(step.truncated).unsqueeze(0),
+    )
+
+
+class NullRun:
+    """Stands in for a run directory when the caller wants no files."""
+
+    def log(self, frames: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        pass
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        return None
+
+    def progress(self, frames: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+def train_ppo(
+    env: VecEnv,
+    config: PPOConfig,
+    bonus: Bonus | None = None,
+    run: Any = None,
+) -> dict[str, Any]:
+    """Train PPO on ``env`` (which must have ``config.num_envs`` copies).
+
+    ``run`` receives metrics, progress and checkpoints (an ``explora.runs.RunDir``); when it
+    holds a checkpoint, training resumes from it. Returns the run's figures (see
+    ``summary`` keys in the README).
+    """
+    cfg = config
+    cfg.check()
+    run = run or NullRun()
+    if env.num_envs != cfg.num_envs:
+        raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {cfg.num_envs}")
+    obs_space, act_space = env.single_observation_space, env.single_action_space
+    if bonus is not None:
+        bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    agent = ActorCritic(obs_space, act_space, cfg)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    int_scale = DiscountedReturnStd(cfg.num_envs, cfg.int_gamma)
+    tracker = EpisodeTracker(cfg.num_envs, env.grid_shape)
+    T, N = cfg.num_steps, cfg.num_envs
+    frames, first_update, wall_offset = 0, 0, 0.0
+
+    state = run.load_checkpoint()
+    if state is not None:
+        agent.load_state_dict(state["agent"])
+        optimizer.load_state_dict(state["optimizer"])
+        int_scale.load_state_dict(state["int_scale"])
+        tracker.load_state_dict(state["tracker"])
+        if bonus is not None and state.get("bonus") is not None:
+            bonus.load_state_dict(state["bonus"])
+        frames, first_update = int(state["frames"]), int(state["update"])
+        wall_offset = float(state.get("wall_time_s", 0.0))
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+
+    # Per-run seeds: a resumed run starts fresh episodes from a seed it has not used.
+    next_obs_np, info = env.reset(seed=cfg.seed + 7919 * first_update)
+    tracker.record_positions(info)
+    start_time, frames_at_start = time.perf_counter(), frames
+
+    # Random-policy warm-up of the bonus's input statistics (RND's observation whitening).
+    warmup = getattr(bonus, "warmup_steps", 0) if bonus is not None and state is None else 0
+    for _ in range(warmup):
+        actions_np = _random_actions(act_space, N, rng)
+        step = env.step(actions_np)
+        frames += N
+        tracker.step(step, frames)
+        bonus.observe(_one_step(next_obs_np, actions_np, step))  # type: ignore[union-attr]
+        next_obs_np = step.obs
+
+    obs_buf = torch.zeros((T, N, *obs_space.shape), dtype=torch.from_numpy(next_obs_np).dtype)
+    next_obs_buf = torch.zeros_like(obs_buf)
+    actions_buf = torch.zeros((T, N, *agent.action_shape), dtype=torch.float32 if
+                              agent.continuous else torch.long)
+    logp_buf = torch.zeros(T, N)
+    values_buf = torch.zeros(T, N, 2)
+    rewards_buf = torch.zeros(T, N)
+    term_buf = torch.zeros(T, N, dtype=torch.bool)
+    trunc_buf = torch.zeros(T, N, dtype=torch.bool)
+
+    summary_metrics: dict[str, float] = {}
+    for update in range(first_update, cfg.num_updates):
+        if frames >= cfg.total_frames:
+            break
+        if cfg.anneal_lr:
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (
+                1.0 - update / cfg.num_updates
+            )
+        # ---- rollout -------------------------------------------------------------------
+        rollout_start = time.perf_counter()
+        ended_at: list[tuple[int, np.ndarray]] = []
+        for t in range(T):
+            obs_t = torch.from_numpy(next_obs_np)
+            with torch.no_grad():
+                dist, value = agent(obs_t)
+                action = dist.sample()
+                logp = agent.log_prob(dist, action)
+            env_actions = _env_actions(action, act_space)
+            step = env.step(env_actions)
+            frames += N
+            tracker.step(step, frames)
+            obs_buf[t] = obs_t
+            next_obs_buf[t] = torch.from_numpy(step.final_obs)
+            actions_buf[t] = action
+            logp_buf[t] = logp
+            values_buf[t] = value
+            rewards_buf[t] = torch.from_numpy(step.reward)
+            term_buf[t] = torch.from_numpy(step.terminated)
+            trunc_buf[t] = torch.from_numpy(step.truncated)
+            ended = step.terminated | step.truncated
+            if ended.any():
+                ended_at.append((t, np.flatnonzero(ended)))
+            if bonus is not None:
+                bonus.observe(_one_step(next_obs_np, env_actions, step))
+            next_obs_np = step.obs
+        rollout_time = time.perf_counter() - rollout_start
+
+        # ---- values of true successors -------------------------------------------------
+        with torch.no_grad():
+            next_values = torch.empty_like(values_buf)
+            next_values[:-1] = values_buf[1:]
+            next_values[-1] = agent.values(torch.from_numpy(next_obs_np))
+            if ended_at:
+                ts = torch.cat([torch.full((len(ids),), t) for t, ids in ended_at])
+                ns = torch.cat([torch.from_numpy(ids) for _, ids in ended_at])
+                next_values[ts, ns] = agent.values(next_obs_buf[ts, ns])
+
+        batch = Transitions(
+            obs=obs_buf, actions=actions_buf, next_obs=next_obs_buf, ext_rewards=rewards_buf,
+            terminated=term_buf, truncated=trunc_buf,
+        )
+        adv_ext, ret_ext = gae(
+            rewards_buf, values_buf[..., 0], next_values[..., 0], term_buf, trunc_buf,
+            cfg.gamma, cfg.gae_lambda, episodic=True,
+        )
+        advantages = cfg.ext_coef * adv_ext
+        ret_int = torch.zeros_like(ret_ext)
+        int_metrics: dict[str, float] = {}
+        if bonus is not None:
+            raw_int = bonus.compute(batch).float()
+            int_scale.update(raw_int)
+            int_rewards = raw_int / int_scale.std
+            adv_int, ret_int = gae(
+                int_rewards, values_buf[..., 1], next_values[..., 1], term_buf, trunc_buf,
+                cfg.int_gamma, cfg.gae_lambda, episodic=cfg.int_episodic,
+            )
+            advantages = advantages + cfg.int_coef * adv_int
+            int_metrics = {
+                "charts/int_reward_raw": float(raw_int.mean()),
+                "charts/int_reward": float(int_rewards.mean()),
+                "charts/int_return_std": int_scale.std,
+            }
+
+        # ---- PPO update ----------------------------------------------------------------
+        update_start = time.perf_counter()
+        b_obs = obs_buf.reshape(-1, *obs_space.shape)
+        b_actions = actions_buf.reshape(-1, *agent.action_shape)
+        b_logp = logp_buf.reshape(-1)
+        b_adv = advantages.reshape(-1)
+        b_ret = torch.stack([ret_ext, ret_int], dim=-1).reshape(-1, 2)
+        stats: dict[str, list[float]] = {k: [] for k in
+                                         ("policy", "value", "entropy", "approx_kl", "clipfrac")}
+        mb = min(cfg.minibatch_size, cfg.batch_size)
+        stop = False
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.randperm(cfg.batch_size)
+            for start in range(0, cfg.batch_size - mb + 1, mb):
+                idx = perm[start : start + mb]
+                dist, value = agent(b_obs[idx])
+                new_logp = agent.log_prob(dist, b_actions[idx])
+                log_ratio = new_logp - b_logp[idx]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    stats["approx_kl"].append(float(approx_kl))
+                    stats["clipfrac"].append(
+                        float(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+                    )
+                adv = b_adv[idx]
+                if cfg.norm_adv:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                ).mean()
+                heads = 2 if bonus is not None else 1
+                v_loss = 0.5 * (value[:, :heads] - b_ret[idx, :heads]).square().sum(-1).mean()
+                entropy = agent.entropy(dist).mean()
+                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"PPO loss became {float(loss)} at update {update} ({frames} frames); "
+                        "the last good checkpoint is kept. Try a lower learning_rate or int_coef."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                stats["policy"].append(pg_loss.item())
+                stats["value"].append(v_loss.item())
+                stats["entropy"].append(entropy.item())
+                if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        bonus_metrics = bonus.update(batch) if bonus is not None else {}
+        update_time = time.perf_counter() - update_start
+
+        # ---- log -------------------------------------------------------------------------
+        elapsed = time.perf_counter() - start_time
+        episodes = tracker.drain()
+        metrics = {
+            "charts/episodic_return": episodes["episodic_return"],
+            "charts/episodic_length": episodes["episodic_length"],
+            "charts/success_rate": episodes["success_rate"],
+            "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
+            "charts/learning_rate": float(optimizer.param_groups[0]["lr"]),
+            "losses/policy": float(np.mean(stats["policy"])),
+            "losses/value": float(np.mean(stats["value"])),
+            "losses/entropy": float(np.mean(stats["entropy"])),
+            "losses/approx_kl": float(np.mean(stats["approx_kl"])),
+            "losses/clipfrac": float(np.mean(stats["clipfrac"])),
+            "time/rollout_s": rollout_time,
+            "time/update_s": update_time,
+            **int_metrics,
+            **bonus_metrics,
+        }
+        if tracker.unique_states is not None:
+            metrics["charts/unique_states"] = float(tracker.unique_states)
+        run.log(frames, metrics)
+        run.progress(frames, metrics)
+        summary_metrics = metrics
+
+        last = update + 1 >= cfg.num_updates or frames + cfg.batch_size > cfg.total_frames
+        if (update + 1) % cfg.checkpoint_every == 0 or last:
+            run.save_checkpoint({
+                "agent": agent.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "int_scale": int_scale.state_dict(),
+                "tracker": tracker.state_dict(),
+                "bonus": bonus.state_dict() if bonus is not None else None,
+                "frames": frames,
+                "update": update + 1,
+                "wall_time_s": wall_offset + time.perf_counter() - start_time,
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                "config": asdict(cfg),
+            })
+
+    wall = wall_offset + time.perf_counter() - start_time
+    window = tracker.window(from_frame=int(math.ceil(0.9 * frames)))
+    return {
+        "frames": frames,
+        "wall_time_s": wall,
+        "fps": frames / max(wall, 1e-9),
+        "final_return": window["final_return"],
+        "success_rate": window["success_rate"] if env.has_success else None,
+        "final_episodes": window["episodes"],
+        "unique_states": tracker.unique_states if tracker.unique_states is not None
+        else getattr(bonus, "num_unique", None),
+        "visits": tracker.visits,
+        "last_metrics": summary_metrics,
+        "agent": agent,
+    }

@@ -1,0 +1,91 @@
+"""Any ``gymnasium.make``-able id, stepped by Gymnasium's synchronous vector env.
+
+Gymnasium >= 1.0 resets on the step after an episode's end by default; we ask for same-step
+auto-reset and read the true last observation from ``info["final_obs"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from explora.envs.base import EnvStep, VecEnv
+
+
+class GymnasiumVecEnv(VecEnv):
+    """``num_envs`` copies of ``gymnasium.make(env_id)`` in one process.
+
+    Args:
+        wrappers: applied to each copy, innermost first.
+        success_from_reward: success at an episode end means the last reward was positive
+            (MiniGrid's convention).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int = 0,
+        wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
+        success_from_reward: bool = False,
+        **make_kwargs: Any,
+    ) -> None:
+        def make_one() -> gym.Env:
+            env = gym.make(env_id, **make_kwargs)
+            for wrapper in wrappers:
+                env = wrapper(env)
+            return env
+
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self._seed = seed
+        self._vec = SyncVectorEnv(
+            [make_one for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+        self.single_observation_space = self._vec.single_observation_space
+        self.single_action_space = self._vec.single_action_space
+        self.has_success = success_from_reward
+        self._first_reset = True
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        seed = self._seed if seed is None and self._first_reset else seed
+        self._first_reset = False
+        obs, info = self._vec.reset(seed=seed)
+        return np.asarray(obs), self._arrays(info)
+
+    @staticmethod
+    def _arrays(info: dict[str, Any]) -> dict[str, np.ndarray]:
+        out = {}
+        for key in ("agent_pos", "direction"):
+            if key in info:
+                out[key] = np.asarray(info[key])
+        return out
+
+    def step(self, actions: np.ndarray) -> EnvStep:
+        obs, reward, terminated, truncated, info = self._vec.step(actions)
+        obs = np.asarray(obs)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool) & ~terminated
+        ended = terminated | truncated
+        reward = np.asarray(reward, dtype=np.float32)
+        out_info = self._arrays(info)
+        final_obs = obs
+        if ended.any():
+            final_obs = obs.copy()
+            for i in np.flatnonzero(ended):
+                final_obs[i] = info["final_obs"][i]
+            # agent_pos in info is already the reset position; report where the episode ended.
+            if "agent_pos" in out_info:
+                out_info["agent_pos"] = out_info["agent_pos"].copy()
+                for i in np.flatnonzero(ended):
+                    out_info["agent_pos"][i] = info["final_info"]["agent_pos"][i]
+        if self.has_success:
+            out_info["success"] = ended & (reward > 0)
+        return EnvStep(obs, reward, terminated, truncated, final_obs, out_info)
+
+    def close(self) -> None:
+        self._vec.close()

@@ -1,0 +1,129 @@
+"""Observation encoders: raw observation tensors in, flat float features out.
+
+``make_encoder`` picks one from the observation space:
+- small grid images ``[H, W, C]`` (MiniGrid's 7x7x3): the CNN of rl-starter-files / torch-ac
+  (conv 16-32-64 with 2x2 kernels and one 2x2 max-pool), on the raw integer codes;
+- large images ``[H, W, C]`` with H, W > 16: the Nature-DQN conv stack on pixels / 255;
+- anything else: flattened to a vector, then an MLP (two tanh layers of 64, CleanRL's choice).
+
+Example:
+    >>> import gymnasium as gym, numpy as np, torch
+    >>> enc = make_encoder(gym.spaces.Box(0, 255, (7, 7, 3), np.uint8))
+    >>> enc(torch.zeros(5, 7, 7, 3, dtype=torch.uint8)).shape
+    torch.Size([5, 64])
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+ENCODERS = ("auto", "grid-cnn", "pixel-cnn", "mlp")
+
+
+def layer_init(layer: nn.Linear | nn.Conv2d, gain: float = math.sqrt(2), bias: float = 0.0):
+    """Orthogonal weights and a constant bias, as PPO implementations do."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def flat_dim(space: gym.Space) -> int:
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    return int(np.prod(space.shape))
+
+
+class GridCNN(nn.Module):
+    """rl-starter-files' MiniGrid CNN on a ``[B, H, W, C]`` integer image; 64 features for 7x7."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        height, width, channels = shape
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 16, 2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            self.out_dim = int(self.net(torch.zeros(1, channels, height, width)).shape[1])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs.permute(0, 3, 1, 2).float())
+
+
+class PixelCNN(nn.Module):
+    """Nature-DQN conv stack on ``[B, H, W, C]`` pixels in 0..255; 512 features."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        height, width, channels = shape
+        convs = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n = int(convs(torch.zeros(1, channels, height, width)).shape[1])
+        self.net = nn.Sequential(convs, layer_init(nn.Linear(n, 512)), nn.ReLU())
+        self.out_dim = 512
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs.permute(0, 3, 1, 2).float() / 255.0)
+
+
+class MLPEncoder(nn.Module):
+    """Flatten (one-hot for a Discrete space), then two tanh layers."""
+
+    def __init__(self, space: gym.Space, hidden: int = 64) -> None:
+        super().__init__()
+        self.discrete_n = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+        in_dim = flat_dim(space)
+        self.net = nn.Sequential(
+            layer_init(nn.Linear(in_dim, hidden)),
+            nn.Tanh(),
+            layer_init(nn.Linear(hidden, hidden)),
+            nn.Tanh(),
+        )
+        self.out_dim = hidden
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if self.discrete_n is not None:
+            x = nn.functional.one_hot(obs.long(), self.discrete_n).float()
+        else:
+            x = obs.reshape(obs.shape[0], -1).float()
+        return self.net(x)
+
+
+def make_encoder(space: gym.Space, kind: str = "auto") -> nn.Module:
+    """An encoder for observations of ``space``; ``kind`` is one of ``ENCODERS``."""
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder {kind!r}; choose one of: {', '.join(ENCODERS)}")
+    is_image = isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+    if kind == "auto":
+        if is_image:
+            kind = "grid-cnn" if max(space.shape[:2]) <= 16 else "pixel-cnn"
+        else:
+            kind = "mlp"
+    if kind in ("grid-cnn", "pixel-cnn") and not is_image:
+        raise ValueError(f"encoder {kind!r} needs [H, W, C] image observations, got {space}")
+    if kind == "grid-cnn":
+        return GridCNN(tuple(space.shape))  # type: ignore[arg-type]
+    if kind == "pixel-cnn":
+        return PixelCNN(tuple(space.shape))  # type: ignore[arg-type]
+    if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiBinary):
+        raise ValueError(f"no encoder for observation space {space}")
+    return MLPEncoder(space)
