@@ -236,9 +236,9 @@ def train_ppo(
     if env.num_envs != cfg.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {cfg.num_envs}")
     obs_space, act_space = env.single_observation_space, env.single_action_space
+    torch.manual_seed(cfg.seed)  # before setup, so the bonus's random networks are seeded too
     if bonus is not None:
         bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
     agent = ActorCritic(obs_space, act_space, cfg)

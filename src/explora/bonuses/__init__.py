@@ -1,0 +1,67 @@
+"""Intrinsic rewards: the ``Bonus`` protocol, its implementations and a registry by name.
+
+Example:
+    >>> from explora.bonuses import make_bonus
+    >>> bonus = make_bonus("rnd", learning_rate=1e-3)
+    >>> type(bonus).__name__
+    'RND'
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from explora.bonuses.base import Bonus, DiscountedReturnStd, RunningMeanStd, Transitions
+from explora.bonuses.count import Count
+from explora.bonuses.rnd import RND
+from explora.bonuses.simhash import SimHash
+from explora.bonuses.sketch import CountMinSketch
+
+BONUSES: dict[str, tuple[type, str]] = {
+    "count": (Count, "exact visit counts of discrete observations, r = beta / sqrt(N(s'))"),
+    "rnd": (RND, "random network distillation, r = ||predictor(s') - random_target(s')||^2"),
+    "simhash": (SimHash, "counts of SimHash codes in a count-min sketch, r = beta / sqrt(n)"),
+}
+"""Bonus name -> (class, one-line description)."""
+
+
+def make_bonus(name: str, **kwargs: Any) -> Bonus:
+    """Build the bonus registered as ``name`` with keyword hyper-parameters ``kwargs``.
+
+    Raises ``ValueError`` naming the accepted choices for an unknown name or keyword.
+
+    Example:
+        >>> make_bonus("count", beta=0.5).beta
+        0.5
+    """
+    if name not in BONUSES:
+        raise ValueError(f"unknown bonus {name!r}; choose one of: {', '.join(sorted(BONUSES))}")
+    cls = BONUSES[name][0]
+    accepted = sorted(
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for bonus "
+            f"{name!r}; accepted: {', '.join(accepted)}"
+        )
+    bonus: Bonus = cls(**kwargs)
+    return bonus
+
+
+__all__ = [
+    "BONUSES",
+    "RND",
+    "Bonus",
+    "Count",
+    "CountMinSketch",
+    "DiscountedReturnStd",
+    "RunningMeanStd",
+    "SimHash",
+    "Transitions",
+    "make_bonus",
+]

@@ -32,6 +32,8 @@ from torch import Tensor
 
 from explora.bonuses.base import Transitions
 
+_DISCRETE_SPACES = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
 
 def _unique_rows(obs: Tensor) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """Distinct rows of ``obs`` ``[T, N, *obs_shape]`` as byte keys.
@@ -82,12 +84,10 @@ class Count:
         self.training = True
         self._counts: dict[bytes, int] = {}
 
-    def setup(
-        self, observation_space: gym.Space, action_space: gym.Space, num_envs: int
-    ) -> None:
+    def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Accept Discrete, MultiDiscrete, MultiBinary, or a Box with an integer/bool dtype."""
         space = observation_space
-        if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
+        if isinstance(space, _DISCRETE_SPACES):
             return
         if isinstance(space, gym.spaces.Box):
             dtype = np.dtype(space.dtype)

@@ -69,9 +69,11 @@ class CountMinSketch(nn.Module):
         self.register_buffer("table", torch.zeros(len(moduli), max(moduli), dtype=torch.int32))
 
     def indices(self, codes: Tensor) -> Tensor:
-        """Bucket of each code in each row: ``[B, num_bits]`` 0/1 (or bool) -> ``[B, rows]`` int64."""
+        """Bucket of each code in each row: 0/1 or bool ``[B, num_bits]`` -> int64 ``[B, rows]``."""
         if codes.shape[-1] != self.num_bits:
-            raise ValueError(f"expected codes of {self.num_bits} bits, got shape {tuple(codes.shape)}")
+            raise ValueError(
+                f"expected codes of {self.num_bits} bits, got shape {tuple(codes.shape)}"
+            )
         weighted = codes.to(device=self.powers.device, dtype=torch.float64) @ self.powers
         return weighted.to(torch.int64) % self.moduli
 

@@ -1,0 +1,124 @@
+"""``explora.train``: one call from an env id (and a bonus) to a finished run directory.
+
+Example:
+    >>> import explora
+    >>> from explora.bonuses import RND
+    >>> summary = explora.train("MiniGrid-DoorKey-5x5-v0", bonus=RND(), frames=200_000,
+    ...                         out="runs/doorkey5-rnd")          # doctest: +SKIP
+    >>> summary["success_rate"]                                   # doctest: +SKIP
+    1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from explora.agents import ALGOS, algo_config
+from explora.bonuses import BONUSES, Bonus, make_bonus
+from explora.envs import check_env_id, make, measure_env_fps
+from explora.runs.rundir import RunDir, check_out_dir
+
+
+def _bonus_name(bonus: str | Bonus | None) -> str | None:
+    if bonus is None or isinstance(bonus, str):
+        return bonus
+    for name, (cls, _) in BONUSES.items():
+        if type(bonus) is cls:
+            return name
+    return type(bonus).__name__
+
+
+def train(
+    env: str,
+    *,
+    algo: str = "ppo",
+    bonus: str | Bonus | None = None,
+    frames: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    num_envs: int | None = None,
+    backend: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    algo_args: dict[str, Any] | None = None,
+    bonus_args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``env`` with an optional curiosity ``bonus``; returns the summary.
+
+    Every argument is checked before anything is built: an unknown env, algo or bonus, an
+    unknown hyper-parameter, or an existing ``out`` without ``resume``/``overwrite`` raises
+    ``ValueError`` (or ``FileExistsError``) naming what is accepted.
+
+    Args:
+        env: a MiniGrid/BabyAI id, ``DeepSea-<N>`` or any Gymnasium id.
+        algo: a name from ``explora.agents.ALGOS``.
+        bonus: a bonus name (``count``, ``rnd``, ``simhash``, ...) or a ``Bonus`` object.
+        frames: environment frames to train for (default: the algo's preset for this env).
+        out: run directory (default: ``runs/<env>-<algo>-<bonus>-s<seed>``).
+        algo_args: hyper-parameters of the algo's config, e.g. ``{"learning_rate": 3e-4}``.
+        bonus_args: constructor arguments of a bonus given by name.
+    """
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
+    chosen_backend = check_env_id(env, backend)
+    if isinstance(bonus, str):
+        bonus = make_bonus(bonus, **(bonus_args or {}))
+    elif bonus_args:
+        raise ValueError("bonus_args apply to a bonus given by name, not to a Bonus object")
+    name = _bonus_name(bonus)
+    overrides = dict(algo_args or {})
+    if frames is not None:
+        overrides["total_frames"] = frames
+    if num_envs is not None:
+        overrides["num_envs"] = num_envs
+    overrides["seed"] = seed
+    config = algo_config(algo, env, name, overrides)
+    config.check()
+    if out is None:
+        out = Path("runs") / f"{env}-{algo}-{name or 'none'}-s{seed}"
+    check_out_dir(out, overwrite, resume)
+
+    record = {
+        "env": env,
+        "algo": algo,
+        "bonus": name,
+        "bonus_config": getattr(bonus, "config", None) and dataclasses.asdict(bonus.config),
+        "seed": seed,
+        "backend": chosen_backend,
+        "frames": config.total_frames,
+        "algo_config": dataclasses.asdict(config),
+    }
+    vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
+    try:
+        env_fps = measure_env_fps(vec_env, seed=seed)
+        run = RunDir(out, record, overwrite=overwrite, resume=resume, progress=progress,
+                     total_frames=config.total_frames)
+        started = time.time()
+        try:
+            result = ALGOS[algo].train(vec_env, config, bonus, run)
+        finally:
+            run.close()
+        summary = {
+            "env": env,
+            "algo": algo,
+            "bonus": name,
+            "seed": seed,
+            "frames": result["frames"],
+            "wall_time_s": result["wall_time_s"],
+            "fps": result["fps"],
+            "env_fps": env_fps,
+            "final_return": result["final_return"],
+            "success_rate": result["success_rate"],
+            "unique_states": result["unique_states"],
+            "episodes_in_final_window": result["final_episodes"],
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "run_dir": str(Path(out)),
+        }
+        run.finish(summary, result.get("visits"))
+        return summary
+    finally:
+        vec_env.close()
