@@ -107,6 +107,7 @@ def train(
             "algo": algo,
             "bonus": name,
             "seed": seed,
+            "num_envs": config.num_envs,
             "frames": result["frames"],
             "wall_time_s": result["wall_time_s"],
             "fps": result["fps"],

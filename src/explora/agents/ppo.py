@@ -396,7 +396,7 @@ def train_ppo(
                 loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"PPO loss became {float(loss)} at update {update} ({frames} frames); "
+                        f"PPO loss became {loss.item()} at update {update} ({frames} frames); "
                         "the last good checkpoint is kept. Try a lower learning_rate or int_coef."
                     )
                 optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,62 @@
+"""Training throughput next to the raw stepping rate of the same envs, measured in the same run.
+
+    python benchmarks/throughput.py            # the README's table (a few minutes on 2 cores)
+    python benchmarks/throughput.py --frames 100000 --cases DeepSea-20:rnd
+
+Each case is one ``explora.train`` run; ``env_fps`` is measured by that run on its own envs
+(random actions) just before training, so the ratio fps/env_fps holds on a noisy machine.
+Do not run two of these at once, or anything else heavy: it is a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+import explora
+
+DEFAULT_CASES = [
+    "MiniGrid-DoorKey-8x8-v0:none",
+    "MiniGrid-DoorKey-8x8-v0:rnd",
+    "DeepSea-20:none",
+    "DeepSea-20:rnd",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300_000, help="frames per case")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="ENV:BONUS pairs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            env_id, _, bonus = case.partition(":")
+            bonus_name = None if bonus in ("", "none") else bonus
+            summary = explora.train(
+                env_id, bonus=bonus_name, frames=args.frames, seed=args.seed,
+                out=Path(tmp) / case.replace(":", "-"), progress=False,
+            )
+            rows.append((env_id, bonus or "none", summary))
+            print(f"{env_id:28s} {bonus or 'none':6s} fps {summary['fps']:>9,.0f}   "
+                  f"env_fps {summary['env_fps']:>11,.0f}", flush=True)
+
+    print()
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+          f"threads, torch {torch.__version__}, {args.frames:,} frames per case")
+    print()
+    print("| env | bonus | num_envs | training frames/s | env frames/s (same run) | ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    for env_id, bonus, s in rows:
+        print(f"| {env_id} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | {s['env_fps']:,.0f} | "
+              f"{s['fps'] / s['env_fps']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The command line and the run directory, used the way a user would."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import explora
+from explora.agents import TrainingDiverged
+from explora.cli import main
+from explora.runs.rundir import read_metrics
+
+SMALL = ["--algo-args", "num_steps=32", "minibatch_size=64"]
+
+
+def run_cli(*args):
+    return main(list(args))
+
+
+def test_list_shows_every_algo_bonus_and_env_family(capsys):
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    for name in ("ppo", "count", "rnd", "simhash", "MiniGrid-*", "DeepSea-<N>"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env", "CartPol-v1"], "unknown env 'CartPol-v1'; accepted: MiniGrid-*"),
+        (["--env", "CartPole-v1", "--bonus", "rdn"],
+         "unknown bonus 'rdn'; choose one of: count, rnd, simhash"),
+        (["--env", "CartPole-v1", "--algo", "sac"], "unknown algo 'sac'; choose one of: ppo"),
+        (["--env", "CartPole-v1", "--algo-args", "lr=3"], "unknown ppo setting(s) lr; accepted:"),
+        (["--env", "CartPole-v1", "--bonus", "rnd", "--bonus-args", "lr=3"],
+         "unknown argument lr for bonus 'rnd'; accepted:"),
+        (["--env", "CartPole-v1", "--bonus", "count"],
+         "simhash"),  # exact counts cannot take CartPole's float observations
+        (["--env", "CartPole-v1", "--frames", "10"], "less than one rollout"),
+    ],
+)
+def test_bad_input_fails_before_training_and_names_the_choices(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert run_cli("train", *args, "--out", str(out), "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not (out / "metrics.csv").exists()
+
+
+def test_run_directory_holds_everything_and_refuses_to_be_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--env", "DeepSea-6", "--bonus", "count", "--frames", "4096", "--seed",
+            "3", "--out", str(out), "--no-progress"]
+    assert run_cli(*args) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "summary.json") in printed and "learning_curve.png" in printed
+    for name in ("config.json", "metrics.csv", "summary.json", "learning_curve.png",
+                 "checkpoints/last.pt", "visitation.npy"):
+        assert (out / name).exists(), name
+    assert any((out / "tb").iterdir())
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("frames", "wall_time_s", "fps", "env_fps", "final_return", "success_rate",
+                "unique_states"):
+        assert summary[key] is not None, key
+    assert summary["frames"] == 4096 and summary["env_fps"] > summary["fps"] > 0
+    assert 1 <= summary["unique_states"] <= 6 * 6
+    config = json.loads((out / "config.json").read_text())
+    assert config["env"] == "DeepSea-6" and config["bonus"] == "count" and config["seed"] == 3
+    metrics = read_metrics(out / "metrics.csv")
+    assert np.all(np.diff(metrics["frames"]) > 0)
+
+    assert run_cli(*args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run_cli(*args, "--overwrite") == 0
+
+
+def test_resume_extends_a_finished_run_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    first = explora.train("CartPole-v1", frames=4096, out=out, progress=False,
+                          algo_args={"num_steps": 32, "minibatch_size": 64})
+    assert first["frames"] == 4096
+    second = explora.train("CartPole-v1", frames=8192, out=out, progress=False, resume=True,
+                           algo_args={"num_steps": 32, "minibatch_size": 64})
+    assert second["frames"] == 8192
+    frames = read_metrics(out / "metrics.csv")["frames"]
+    assert frames[-1] == 8192 and len(frames) == 16 and np.all(np.diff(frames) > 0)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    out = tmp_path / "run"
+    explora.train("CartPole-v1", frames=2048, out=out, progress=False)
+    with pytest.raises(ValueError, match="config differs in algo_config"):
+        explora.train("CartPole-v1", frames=2048, out=out, progress=False, resume=True,
+                      algo_args={"learning_rate": 1e-3})
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "explora.cli", "train", "--env", "CartPole-v1", "--frames",
+           "400000", "--out", str(out), "--no-progress", "--algo-args", "checkpoint_every=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / "checkpoints" / "last.pt"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(ckpt, weights_only=False)["frames"]
+    assert 0 < saved < 400_000
+    summary = explora.train("CartPole-v1", frames=int(saved) + 4096, out=out, progress=False,
+                            resume=True, algo_args={"checkpoint_every": 2})
+    frames = read_metrics(out / "metrics.csv")["frames"]
+    assert summary["frames"] == int(saved) + 4096
+    assert np.all(np.diff(frames) > 0), "rows after the checkpoint were logged twice"
+
+
+class NaNAfter:
+    """A bonus that turns NaN on its third rollout."""
+
+    episodic, warmup_steps = False, 0
+
+    def __init__(self):
+        self.calls = 0
+
+    def setup(self, observation_space, action_space, num_envs):
+        pass
+
+    def observe(self, step):
+        pass
+
+    def compute(self, batch):
+        self.calls += 1
+        value = float("nan") if self.calls >= 3 else 0.1
+        return torch.full(batch.shape, value)
+
+    def update(self, batch):
+        return {}
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        explora.train("CartPole-v1", bonus=NaNAfter(), frames=20_000, out=out, progress=False,
+                      algo_args={"checkpoint_every": 1, "num_steps": 32, "minibatch_size": 64})
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert state["update"] == 2
+    assert all(torch.isfinite(v).all() for v in state["agent"].values())
+    assert Path(out / "metrics.csv").exists()
