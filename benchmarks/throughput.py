@@ -40,22 +40,33 @@ def main() -> None:
             env_id, _, bonus = case.partition(":")
             bonus_name = None if bonus in ("", "none") else bonus
             summary = explora.train(
-                env_id, bonus=bonus_name, frames=args.frames, seed=args.seed,
-                out=Path(tmp) / case.replace(":", "-"), progress=False,
+                env_id,
+                bonus=bonus_name,
+                frames=args.frames,
+                seed=args.seed,
+                out=Path(tmp) / case.replace(":", "-"),
+                progress=False,
             )
             rows.append((env_id, bonus or "none", summary))
-            print(f"{env_id:28s} {bonus or 'none':6s} fps {summary['fps']:>9,.0f}   "
-                  f"env_fps {summary['env_fps']:>11,.0f}", flush=True)
+            print(
+                f"{env_id:28s} {bonus or 'none':6s} fps {summary['fps']:>9,.0f}   "
+                f"env_fps {summary['env_fps']:>11,.0f}",
+                flush=True,
+            )
 
     print()
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-          f"threads, torch {torch.__version__}, {args.frames:,} frames per case")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}, {args.frames:,} frames per case"
+    )
     print()
     print("| env | bonus | num_envs | training frames/s | env frames/s (same run) | ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for env_id, bonus, s in rows:
-        print(f"| {env_id} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | {s['env_fps']:,.0f} | "
-              f"{s['fps'] / s['env_fps']:.3f} |")
+        print(
+            f"| {env_id} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | {s['env_fps']:,.0f} | "
+            f"{s['fps'] / s['env_fps']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,18 @@ def train(
         bonus_args=_parse_pairs(bonus_args, "--bonus-args"),
     )
     run_dir = Path(summary["run_dir"])
-    shown = {k: summary[k] for k in ("frames", "wall_time_s", "fps", "env_fps",
-                                     "final_return", "success_rate", "unique_states")}
+    shown = {
+        k: summary[k]
+        for k in (
+            "frames",
+            "wall_time_s",
+            "fps",
+            "env_fps",
+            "final_return",
+            "success_rate",
+            "unique_states",
+        )
+    }
     print(json.dumps(shown, indent=2))
     print(f"summary:        {run_dir / 'summary.json'}")
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
@@ -130,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"explora: training stopped: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("explora: interrupted; resume with --resume (the last checkpoint is kept)",
-              file=sys.stderr)
+        print(
+            "explora: interrupted; resume with --resume (the last checkpoint is kept)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

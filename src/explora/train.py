@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from explora.agents import ALGOS, algo_config
-from explora.bonuses import BONUSES, Bonus, make_bonus
+from explora.bonuses import BONUSES, Bonus, bonus_hparams, make_bonus
 from explora.envs import check_env_id, make, measure_env_fps
-from explora.runs.rundir import RunDir, check_out_dir
+from explora.presets import bonus_preset
+from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
 
 
 def _bonus_name(bonus: str | Bonus | None) -> str | None:
@@ -66,7 +67,7 @@ def train(
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
     chosen_backend = check_env_id(env, backend)
     if isinstance(bonus, str):
-        bonus = make_bonus(bonus, **(bonus_args or {}))
+        bonus = make_bonus(bonus, **{**bonus_preset(bonus, env), **(bonus_args or {})})
     elif bonus_args:
         raise ValueError("bonus_args apply to a bonus given by name, not to a Bonus object")
     name = _bonus_name(bonus)
@@ -86,7 +87,7 @@ def train(
         "env": env,
         "algo": algo,
         "bonus": name,
-        "bonus_config": getattr(bonus, "config", None) and dataclasses.asdict(bonus.config),
+        "bonus_config": bonus_hparams(bonus) if bonus is not None else None,
         "seed": seed,
         "backend": chosen_backend,
         "frames": config.total_frames,
@@ -95,8 +96,14 @@ def train(
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
     try:
         env_fps = measure_env_fps(vec_env, seed=seed)
-        run = RunDir(out, record, overwrite=overwrite, resume=resume, progress=progress,
-                     total_frames=config.total_frames)
+        run = RunDir(
+            out,
+            record,
+            overwrite=overwrite,
+            resume=resume,
+            progress=progress,
+            total_frames=config.total_frames,
+        )
         started = time.time()
         try:
             result = ALGOS[algo].train(vec_env, config, bonus, run)
@@ -116,10 +123,13 @@ def train(
             "success_rate": result["success_rate"],
             "unique_states": result["unique_states"],
             "episodes_in_final_window": result["final_episodes"],
+            "frames_to_success_0.9": frames_to_success(result["episodes"])
+            if vec_env.has_success
+            else None,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "run_dir": str(Path(out)),
         }
-        run.finish(summary, result.get("visits"))
+        run.finish(summary, result.get("visits"), result.get("episodes"))
         return summary
     finally:
         vec_env.close()

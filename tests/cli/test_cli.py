@@ -35,14 +35,20 @@ def test_list_shows_every_algo_bonus_and_env_family(capsys):
     "args, message",
     [
         (["--env", "CartPol-v1"], "unknown env 'CartPol-v1'; accepted: MiniGrid-*"),
-        (["--env", "CartPole-v1", "--bonus", "rdn"],
-         "unknown bonus 'rdn'; choose one of: count, rnd, simhash"),
+        (
+            ["--env", "CartPole-v1", "--bonus", "rdn"],
+            "unknown bonus 'rdn'; choose one of: count, rnd, simhash",
+        ),
         (["--env", "CartPole-v1", "--algo", "sac"], "unknown algo 'sac'; choose one of: ppo"),
         (["--env", "CartPole-v1", "--algo-args", "lr=3"], "unknown ppo setting(s) lr; accepted:"),
-        (["--env", "CartPole-v1", "--bonus", "rnd", "--bonus-args", "lr=3"],
-         "unknown argument lr for bonus 'rnd'; accepted:"),
-        (["--env", "CartPole-v1", "--bonus", "count"],
-         "simhash"),  # exact counts cannot take CartPole's float observations
+        (
+            ["--env", "CartPole-v1", "--bonus", "rnd", "--bonus-args", "lr=3"],
+            "unknown argument lr for bonus 'rnd'; accepted:",
+        ),
+        (
+            ["--env", "CartPole-v1", "--bonus", "count"],
+            "simhash",
+        ),  # exact counts cannot take CartPole's float observations
         (["--env", "CartPole-v1", "--frames", "10"], "less than one rollout"),
     ],
 )
@@ -56,18 +62,43 @@ def test_bad_input_fails_before_training_and_names_the_choices(tmp_path, capsys,
 
 def test_run_directory_holds_everything_and_refuses_to_be_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--env", "DeepSea-6", "--bonus", "count", "--frames", "4096", "--seed",
-            "3", "--out", str(out), "--no-progress"]
+    args = [
+        "train",
+        "--env",
+        "DeepSea-6",
+        "--bonus",
+        "count",
+        "--frames",
+        "4096",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert run_cli(*args) == 0
     printed = capsys.readouterr().out
     assert str(out / "summary.json") in printed and "learning_curve.png" in printed
-    for name in ("config.json", "metrics.csv", "summary.json", "learning_curve.png",
-                 "checkpoints/last.pt", "visitation.npy"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "learning_curve.png",
+        "checkpoints/last.pt",
+        "visitation.npy",
+    ):
         assert (out / name).exists(), name
     assert any((out / "tb").iterdir())
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("frames", "wall_time_s", "fps", "env_fps", "final_return", "success_rate",
-                "unique_states"):
+    for key in (
+        "frames",
+        "wall_time_s",
+        "fps",
+        "env_fps",
+        "final_return",
+        "success_rate",
+        "unique_states",
+    ):
         assert summary[key] is not None, key
     assert summary["frames"] == 4096 and summary["env_fps"] > summary["fps"] > 0
     assert 1 <= summary["unique_states"] <= 6 * 6
@@ -83,11 +114,22 @@ def test_run_directory_holds_everything_and_refuses_to_be_overwritten(tmp_path, 
 
 def test_resume_extends_a_finished_run_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
-    first = explora.train("CartPole-v1", frames=4096, out=out, progress=False,
-                          algo_args={"num_steps": 32, "minibatch_size": 64})
+    first = explora.train(
+        "CartPole-v1",
+        frames=4096,
+        out=out,
+        progress=False,
+        algo_args={"num_steps": 32, "minibatch_size": 64},
+    )
     assert first["frames"] == 4096
-    second = explora.train("CartPole-v1", frames=8192, out=out, progress=False, resume=True,
-                           algo_args={"num_steps": 32, "minibatch_size": 64})
+    second = explora.train(
+        "CartPole-v1",
+        frames=8192,
+        out=out,
+        progress=False,
+        resume=True,
+        algo_args={"num_steps": 32, "minibatch_size": 64},
+    )
     assert second["frames"] == 8192
     frames = read_metrics(out / "metrics.csv")["frames"]
     assert frames[-1] == 8192 and len(frames) == 16 and np.all(np.diff(frames) > 0)
@@ -97,14 +139,33 @@ def test_resume_refuses_a_different_config(tmp_path):
     out = tmp_path / "run"
     explora.train("CartPole-v1", frames=2048, out=out, progress=False)
     with pytest.raises(ValueError, match="config differs in algo_config"):
-        explora.train("CartPole-v1", frames=2048, out=out, progress=False, resume=True,
-                      algo_args={"learning_rate": 1e-3})
+        explora.train(
+            "CartPole-v1",
+            frames=2048,
+            out=out,
+            progress=False,
+            resume=True,
+            algo_args={"learning_rate": 1e-3},
+        )
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "explora.cli", "train", "--env", "CartPole-v1", "--frames",
-           "400000", "--out", str(out), "--no-progress", "--algo-args", "checkpoint_every=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "explora.cli",
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--frames",
+        "400000",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--algo-args",
+        "checkpoint_every=2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoints" / "last.pt"
     deadline = time.time() + 60
@@ -115,8 +176,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     saved = torch.load(ckpt, weights_only=False)["frames"]
     assert 0 < saved < 400_000
-    summary = explora.train("CartPole-v1", frames=int(saved) + 4096, out=out, progress=False,
-                            resume=True, algo_args={"checkpoint_every": 2})
+    summary = explora.train(
+        "CartPole-v1",
+        frames=int(saved) + 4096,
+        out=out,
+        progress=False,
+        resume=True,
+        algo_args={"checkpoint_every": 2},
+    )
     frames = read_metrics(out / "metrics.csv")["frames"]
     assert summary["frames"] == int(saved) + 4096
     assert np.all(np.diff(frames) > 0), "rows after the checkpoint were logged twice"
@@ -154,8 +221,14 @@ class NaNAfter:
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="loss became nan"):
-        explora.train("CartPole-v1", bonus=NaNAfter(), frames=20_000, out=out, progress=False,
-                      algo_args={"checkpoint_every": 1, "num_steps": 32, "minibatch_size": 64})
+        explora.train(
+            "CartPole-v1",
+            bonus=NaNAfter(),
+            frames=20_000,
+            out=out,
+            progress=False,
+            algo_args={"checkpoint_every": 1, "num_steps": 32, "minibatch_size": 64},
+        )
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert state["update"] == 2
     assert all(torch.isfinite(v).all() for v in state["agent"].values())

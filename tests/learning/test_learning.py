@@ -29,8 +29,7 @@ def test_ppo_solves_doorkey_5x5(tmp_path):
 @pytest.mark.parametrize("bonus", ["rnd", "count"])
 def test_bonus_reaches_deepsea_10_treasure(tmp_path, bonus):
     for seed in range(3):
-        summary = _train(tmp_path / str(seed), "DeepSea-10", bonus=bonus, frames=20_000,
-                         seed=seed)
+        summary = _train(tmp_path / str(seed), "DeepSea-10", bonus=bonus, frames=20_000, seed=seed)
         assert summary["success_rate"] >= 0.9, (seed, summary)
 
 

@@ -345,3 +345,36 @@ def test_registry_names_and_errors() -> None:
     with pytest.raises(ValueError, match="unknown argument lr for bonus 'rnd'") as info:
         make_bonus("rnd", lr=1e-3)
     assert "learning_rate" in str(info.value)
+
+
+def test_rnd_first_visit_pays_each_view_once_per_episode():
+    rnd = RND(first_visit=True, warmup_steps=0)
+    space = gym.spaces.Box(0, 10, (3,), np.uint8)
+    rnd.setup(space, gym.spaces.Discrete(2), num_envs=2)
+    a, b = torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)
+    # env 0 sees a, a, b, then its episode ends on b and a is new again; env 1 sees b each step
+    next_obs = [torch.stack([a, b]), torch.stack([a, b]), torch.stack([b, b]), torch.stack([a, b])]
+    ended = [[False, False], [False, False], [True, False], [False, False]]
+    steps = []
+    for obs, end in zip(next_obs, ended, strict=True):
+        step = Transitions(
+            obs=obs[None],
+            actions=torch.zeros(1, 2),
+            next_obs=obs[None],
+            ext_rewards=torch.zeros(1, 2),
+            terminated=torch.tensor([end]),
+            truncated=torch.zeros(1, 2, dtype=torch.bool),
+        )
+        rnd.observe(step)
+        steps.append(step)
+    batch = Transitions(
+        *(
+            torch.cat([getattr(s, f) for s in steps])
+            for f in ("obs", "actions", "next_obs", "ext_rewards", "terminated", "truncated")
+        )
+    )
+    paid = rnd.compute(batch) > 0
+    expected = torch.tensor([[True, True], [False, False], [True, False], [True, False]])
+    assert torch.equal(paid, expected)
+    with pytest.raises(RuntimeError, match="observe"):
+        rnd.compute(batch)  # the flags were used up: a second compute has none

@@ -89,8 +89,10 @@ def test_gymnasium_backend_final_obs_is_the_true_last_observation():
 
 @pytest.mark.parametrize(
     "env_id, message",
-    [("Foo-v0", "unknown env 'Foo-v0'; accepted: MiniGrid-*"),
-     ("MiniGrid-DoorKy-5x5-v0", "Did you mean: MiniGrid-DoorKey-5x5-v0")],
+    [
+        ("Foo-v0", "unknown env 'Foo-v0'; accepted: MiniGrid-*"),
+        ("MiniGrid-DoorKy-5x5-v0", "Did you mean: MiniGrid-DoorKey-5x5-v0"),
+    ],
 )
 def test_unknown_env_names_the_choices(env_id, message):
     with pytest.raises(ValueError, match=message.replace("*", r"\*")):
@@ -168,8 +170,9 @@ def _assert_real_transitions(obs, next_obs):
 
 def test_ppo_rollouts_never_hold_a_transition_across_an_episode_boundary():
     bonus = RecordingBonus()
-    cfg = PPOConfig(total_frames=4 * 32 * 3, num_envs=4, num_steps=32, minibatch_size=64,
-                    encoder="mlp")
+    cfg = PPOConfig(
+        total_frames=4 * 32 * 3, num_envs=4, num_steps=32, minibatch_size=64, encoder="mlp"
+    )
     train_ppo(CounterEnv(4), cfg, bonus)
     assert len(bonus.batches) >= 2 and len(bonus.observed) > 3 * 32
     for batch in bonus.batches:

@@ -34,8 +34,15 @@ def test_non_episodic_return_bootstraps_through_termination_but_not_into_next_ep
 
 
 def test_no_episode_end_is_plain_gae_and_lambda_one_gives_discounted_returns():
-    adv, ret = gae(REWARDS, VALUES, NEXT_VALUES * 0 + torch.tensor([[0.6], [0.7], [0.8]]),
-                   NO, NO, gamma=0.9, lam=1.0)
+    adv, ret = gae(
+        REWARDS,
+        VALUES,
+        NEXT_VALUES * 0 + torch.tensor([[0.6], [0.7], [0.8]]),
+        NO,
+        NO,
+        gamma=0.9,
+        lam=1.0,
+    )
     # lambda = 1: return = r0 + g r1 + g^2 r2 + g^3 V(s_3)
     expected_ret0 = 1 + 0.9 * 2 + 0.81 * 3 + 0.729 * 0.8
     assert ret[0, 0].item() == pytest.approx(expected_ret0)
@@ -63,5 +70,6 @@ def test_matches_reference_on_random_rollouts():
     terminated = torch.rand(T, N, generator=g) < 0.1
     truncated = (torch.rand(T, N, generator=g) < 0.1) & ~terminated
     adv, _ = gae(rewards, values, next_values, terminated, truncated, 0.97, 0.9)
-    torch.testing.assert_close(adv, _reference(rewards, values, next_values, terminated,
-                                               truncated, 0.97, 0.9))
+    torch.testing.assert_close(
+        adv, _reference(rewards, values, next_values, terminated, truncated, 0.97, 0.9)
+    )

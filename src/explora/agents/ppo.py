@@ -36,7 +36,7 @@ from torch.distributions import Categorical, Normal
 
 from explora.agents.returns import gae
 from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions
-from explora.envs.base import VecEnv
+from explora.envs.base import VecEnv, random_actions
 from explora.models.encoders import layer_init, make_encoder
 from explora.runs.episodes import EpisodeTracker
 
@@ -129,11 +129,11 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PPOConfig) -> None:
         super().__init__()
         self.encoder = make_encoder(obs_space, cfg.encoder)
-        emb = int(self.encoder.out_dim)
+        emb: int = self.encoder.out_dim  # type: ignore[assignment]
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
-            n_out = int(np.prod(action_space.shape))
-            self.action_shape: tuple[int, ...] = tuple(action_space.shape)
+            self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
+            n_out = int(np.prod(self.action_shape))
             self.log_std = nn.Parameter(torch.zeros(n_out))
         elif isinstance(action_space, gym.spaces.Discrete):
             n_out = int(action_space.n)
@@ -182,14 +182,6 @@ def _env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
     return out
 
 
-def _random_actions(space: gym.Space, n: int, rng: np.random.Generator) -> np.ndarray:
-    if isinstance(space, gym.spaces.Discrete):
-        return rng.integers(0, int(space.n), size=n) + int(space.start)
-    low = np.where(np.isfinite(space.low), space.low, -1.0)
-    high = np.where(np.isfinite(space.high), space.high, 1.0)
-    return rng.uniform(low, high, size=(n, *space.shape)).astype(space.dtype)
-
-
 def _one_step(obs: np.ndarray, actions: np.ndarray, step: Any) -> Transitions:
     """A ``T == 1`` batch for ``bonus.observe``."""
     return Transitions(
@@ -236,6 +228,7 @@ def train_ppo(
     if env.num_envs != cfg.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {cfg.num_envs}")
     obs_space, act_space = env.single_observation_space, env.single_action_space
+    obs_shape = tuple(obs_space.shape or ())
     torch.manual_seed(cfg.seed)  # before setup, so the bonus's random networks are seeded too
     if bonus is not None:
         bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
@@ -269,17 +262,18 @@ def train_ppo(
     # Random-policy warm-up of the bonus's input statistics (RND's observation whitening).
     warmup = getattr(bonus, "warmup_steps", 0) if bonus is not None and state is None else 0
     for _ in range(warmup):
-        actions_np = _random_actions(act_space, N, rng)
+        actions_np = random_actions(act_space, N, rng)
         step = env.step(actions_np)
         frames += N
         tracker.step(step, frames)
         bonus.observe(_one_step(next_obs_np, actions_np, step))  # type: ignore[union-attr]
         next_obs_np = step.obs
 
-    obs_buf = torch.zeros((T, N, *obs_space.shape), dtype=torch.from_numpy(next_obs_np).dtype)
+    obs_buf = torch.zeros((T, N, *obs_shape), dtype=torch.from_numpy(next_obs_np).dtype)
     next_obs_buf = torch.zeros_like(obs_buf)
-    actions_buf = torch.zeros((T, N, *agent.action_shape), dtype=torch.float32 if
-                              agent.continuous else torch.long)
+    actions_buf = torch.zeros(
+        (T, N, *agent.action_shape), dtype=torch.float32 if agent.continuous else torch.long
+    )
     logp_buf = torch.zeros(T, N)
     values_buf = torch.zeros(T, N, 2)
     rewards_buf = torch.zeros(T, N)
@@ -291,9 +285,7 @@ def train_ppo(
         if frames >= cfg.total_frames:
             break
         if cfg.anneal_lr:
-            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (
-                1.0 - update / cfg.num_updates
-            )
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / cfg.num_updates)
         # ---- rollout -------------------------------------------------------------------
         rollout_start = time.perf_counter()
         ended_at: list[tuple[int, np.ndarray]] = []
@@ -334,12 +326,22 @@ def train_ppo(
                 next_values[ts, ns] = agent.values(next_obs_buf[ts, ns])
 
         batch = Transitions(
-            obs=obs_buf, actions=actions_buf, next_obs=next_obs_buf, ext_rewards=rewards_buf,
-            terminated=term_buf, truncated=trunc_buf,
+            obs=obs_buf,
+            actions=actions_buf,
+            next_obs=next_obs_buf,
+            ext_rewards=rewards_buf,
+            terminated=term_buf,
+            truncated=trunc_buf,
         )
         adv_ext, ret_ext = gae(
-            rewards_buf, values_buf[..., 0], next_values[..., 0], term_buf, trunc_buf,
-            cfg.gamma, cfg.gae_lambda, episodic=True,
+            rewards_buf,
+            values_buf[..., 0],
+            next_values[..., 0],
+            term_buf,
+            trunc_buf,
+            cfg.gamma,
+            cfg.gae_lambda,
+            episodic=True,
         )
         advantages = cfg.ext_coef * adv_ext
         ret_int = torch.zeros_like(ret_ext)
@@ -349,8 +351,14 @@ def train_ppo(
             int_scale.update(raw_int)
             int_rewards = raw_int / int_scale.std
             adv_int, ret_int = gae(
-                int_rewards, values_buf[..., 1], next_values[..., 1], term_buf, trunc_buf,
-                cfg.int_gamma, cfg.gae_lambda, episodic=cfg.int_episodic,
+                int_rewards,
+                values_buf[..., 1],
+                next_values[..., 1],
+                term_buf,
+                trunc_buf,
+                cfg.int_gamma,
+                cfg.gae_lambda,
+                episodic=cfg.int_episodic,
             )
             advantages = advantages + cfg.int_coef * adv_int
             int_metrics = {
@@ -361,13 +369,14 @@ def train_ppo(
 
         # ---- PPO update ----------------------------------------------------------------
         update_start = time.perf_counter()
-        b_obs = obs_buf.reshape(-1, *obs_space.shape)
+        b_obs = obs_buf.reshape(-1, *obs_shape)
         b_actions = actions_buf.reshape(-1, *agent.action_shape)
         b_logp = logp_buf.reshape(-1)
         b_adv = advantages.reshape(-1)
         b_ret = torch.stack([ret_ext, ret_int], dim=-1).reshape(-1, 2)
-        stats: dict[str, list[float]] = {k: [] for k in
-                                         ("policy", "value", "entropy", "approx_kl", "clipfrac")}
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac")
+        }
         mb = min(cfg.minibatch_size, cfg.batch_size)
         stop = False
         for _epoch in range(cfg.update_epochs):
@@ -441,19 +450,21 @@ def train_ppo(
 
         last = update + 1 >= cfg.num_updates or frames + cfg.batch_size > cfg.total_frames
         if (update + 1) % cfg.checkpoint_every == 0 or last:
-            run.save_checkpoint({
-                "agent": agent.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "int_scale": int_scale.state_dict(),
-                "tracker": tracker.state_dict(),
-                "bonus": bonus.state_dict() if bonus is not None else None,
-                "frames": frames,
-                "update": update + 1,
-                "wall_time_s": wall_offset + time.perf_counter() - start_time,
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": rng.bit_generator.state,
-                "config": asdict(cfg),
-            })
+            run.save_checkpoint(
+                {
+                    "agent": agent.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "int_scale": int_scale.state_dict(),
+                    "tracker": tracker.state_dict(),
+                    "bonus": bonus.state_dict() if bonus is not None else None,
+                    "frames": frames,
+                    "update": update + 1,
+                    "wall_time_s": wall_offset + time.perf_counter() - start_time,
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "config": asdict(cfg),
+                }
+            )
 
     wall = wall_offset + time.perf_counter() - start_time
     window = tracker.window(from_frame=int(math.ceil(0.9 * frames)))
@@ -464,9 +475,11 @@ def train_ppo(
         "final_return": window["final_return"],
         "success_rate": window["success_rate"] if env.has_success else None,
         "final_episodes": window["episodes"],
-        "unique_states": tracker.unique_states if tracker.unique_states is not None
+        "unique_states": tracker.unique_states
+        if tracker.unique_states is not None
         else getattr(bonus, "num_unique", None),
         "visits": tracker.visits,
+        "episodes": tracker.finished,
         "last_metrics": summary_metrics,
         "agent": agent,
     }

@@ -53,6 +53,16 @@ def make_bonus(name: str, **kwargs: Any) -> Bonus:
     return bonus
 
 
+def bonus_hparams(bonus: object) -> dict[str, Any]:
+    """The keyword hyper-parameters a bonus was built with, read back from its attributes."""
+    params = inspect.signature(type(bonus)).parameters.values()
+    return {
+        p.name: getattr(bonus, p.name)
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and hasattr(bonus, p.name)
+    }
+
+
 __all__ = [
     "BONUSES",
     "RND",
@@ -63,5 +73,6 @@ __all__ = [
     "RunningMeanStd",
     "SimHash",
     "Transitions",
+    "bonus_hparams",
     "make_bonus",
 ]

@@ -43,9 +43,7 @@ class Transitions:
 
     def index(self, flat_idx: Tensor) -> Transitions:
         """A ``[1, len(flat_idx)]`` batch made of the given flattened ``T * N`` positions."""
-        return Transitions(
-            **{name: self.flat(name)[flat_idx].unsqueeze(0) for name in _FIELDS}
-        )
+        return Transitions(**{name: self.flat(name)[flat_idx].unsqueeze(0) for name in _FIELDS})
 
 
 _FIELDS = ("obs", "actions", "next_obs", "ext_rewards", "terminated", "truncated")
@@ -66,9 +64,7 @@ class Bonus(Protocol):
     episodic: bool
     warmup_steps: int
 
-    def setup(
-        self, observation_space: gym.Space, action_space: gym.Space, num_envs: int
-    ) -> None:
+    def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Check the spaces and build the models; the agent calls it once before training.
 
         Raises ``ValueError`` naming the reason when the bonus cannot take these spaces (an
@@ -81,7 +77,12 @@ class Bonus(Protocol):
         """See one env step (``T == 1``): update counts or input statistics."""
 
     def compute(self, batch: Transitions) -> Tensor:
-        """Raw bonus for each transition, ``[T, N]`` float, computed without gradients."""
+        """Raw bonus for each transition, ``[T, N]`` float, computed without gradients.
+
+        A bonus with per-episode state (episodic counts, first-visit flags, NGU's memory) fixes
+        each step's value in ``observe``; its ``compute`` then expects ``batch`` to be the last
+        ``T`` observed steps, which is how every agent here calls it.
+        """
 
     def update(self, batch: Transitions) -> dict[str, float]:
         """Train the bonus's own models on a rollout; returns scalars for the log."""

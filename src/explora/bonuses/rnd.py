@@ -42,6 +42,15 @@ Defaults and where they come from:
         agent's cost. Both widths apply to the conv stack's heads too; pass 512 for the paper's.
     Weights: orthogonal init with gain sqrt(2), zero bias (CleanRL ``layer_init``).
 
+Option ``first_visit`` (off by default; on in the MiniGrid preset, ``explora.presets``): pay the
+bonus only on the first visit of a view within an episode, as NovelD does (Zhang et al. 2021,
+"NovelD: A Simple yet Effective Exploration Criterion", the ``1[N_e(s') = 1]`` factor). On
+procedurally generated grids lifelong RND stays high on rare views, and an agent was measured
+to camp on them: on DoorKey-8x8, actions that leave the view unchanged (pickup, drop, toggle,
+done on nothing) earned 2.4x the bonus of moving, and the agent stayed in the first room for
+600k frames. Paying first visits only removes that incentive. Views are compared exactly (raw
+bytes), per env, and forgotten at each episode end.
+
 Inputs: observations are flattened to float32 (a Discrete observation is its integer value)
 and whitened per feature. ``encoder="auto"`` picks the conv stack for 3-d observations whose
 two spatial sides are >= 36 (the smallest the stack accepts; channel-last when the last axis is
@@ -131,6 +140,8 @@ class RND(nn.Module):
         obs_clip: whitened inputs are clipped to ``[-obs_clip, obs_clip]``.
         max_grad_norm: gradient-norm clip of the predictor (None: no clipping).
         encoder: "mlp", "conv" (paper's stack) or "auto" (see the module docstring).
+        first_visit: pay only the first visit of a view within an episode (NovelD's episodic
+            restriction; see the module docstring).
 
     ``setup`` builds the networks, optimiser and statistics; ``state_dict`` holds all of them
     (the optimiser in the module's extra state): call ``setup`` before ``load_state_dict``.
@@ -161,6 +172,7 @@ class RND(nn.Module):
         obs_clip: float = 5.0,
         max_grad_norm: float | None = 0.5,
         encoder: Encoder = "auto",
+        first_visit: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < update_proportion <= 1.0:
@@ -181,7 +193,10 @@ class RND(nn.Module):
         self.obs_clip = obs_clip
         self.max_grad_norm = max_grad_norm
         self.encoder = encoder
+        self.first_visit = first_visit
         self.episodic = False
+        self._seen: list[set[bytes]] = []
+        self._first: list[Tensor] = []
         self.input_dim = 0
         self.target: nn.Module | None = None
         self.predictor: nn.Module | None = None
@@ -238,6 +253,8 @@ class RND(nn.Module):
             )
         self.target.requires_grad_(False)
         self.obs_rms = RunningMeanStd(shape=(self.input_dim,))
+        self._seen = [set() for _ in range(num_envs)]
+        self._first = []
         self.optimizer = torch.optim.Adam(
             self.predictor.parameters(), lr=self.learning_rate, eps=1e-5
         )
@@ -261,17 +278,48 @@ class RND(nn.Module):
 
     def observe(self, step: Transitions) -> None:
         """Fold ``step.next_obs`` ``[1, N, *obs_shape]`` into the observation statistics
-        (a no-op in eval mode)."""
+        (a no-op in eval mode); with ``first_visit``, note which envs see ``next_obs`` for the
+        first time in their episode."""
         _, _, obs_rms, _ = self._parts()
         obs_rms.update(self._flat(step.next_obs))
+        if self.first_visit:
+            self._first.append(self._first_visits(step))
+
+    def _first_visits(self, step: Transitions) -> Tensor:
+        """``[N]`` bool: ``step.next_obs`` was not seen before in its env's episode."""
+        rows = step.next_obs[0].reshape(step.next_obs.shape[1], -1).cpu().numpy()
+        ended = (step.terminated[0] | step.truncated[0]).cpu().numpy()
+        first = torch.zeros(len(rows), dtype=torch.bool)
+        for i, row in enumerate(rows):
+            key = row.tobytes()
+            first[i] = key not in self._seen[i]
+            if ended[i]:
+                self._seen[i] = set()  # the final obs closes its episode; nothing carries over
+            else:
+                self._seen[i].add(key)
+        return first
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
-        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``."""
+        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``.
+
+        With ``first_visit``, zero where the view was already seen earlier in the same episode;
+        the flags come from ``observe``, which must have seen the batch's ``T`` steps last.
+        """
         target, predictor, _, _ = self._parts()
         x = self.inputs(batch.next_obs)
         error = (predictor(x) - target(x)).square().sum(dim=-1)
-        return error.reshape(batch.shape).to(torch.float32)
+        error = error.reshape(batch.shape).to(torch.float32)
+        if self.first_visit:
+            steps = batch.shape[0]
+            if len(self._first) < steps:
+                raise RuntimeError(
+                    f"first_visit needs observe() on each of the batch's {steps} steps before "
+                    f"compute(); only {len(self._first)} were observed"
+                )
+            error = error * torch.stack(self._first[-steps:]).to(error.device)
+            self._first = []
+        return error
 
     def update(self, batch: Transitions) -> dict[str, float]:
         """Train the predictor on ``batch.next_obs`` ``[T, N, *obs_shape]``; returns the mean loss.

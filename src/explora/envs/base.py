@@ -19,7 +19,7 @@ import numpy as np
 class EnvStep(NamedTuple):
     """What ``VecEnv.step`` returns; every array has leading shape ``[N]``."""
 
-    obs: np.ndarray  # [N, *obs_shape]: next input of the policy (a reset obs where an episode ended)
+    obs: np.ndarray  # [N, *obs_shape]: next policy input (a reset obs where an episode ended)
     reward: np.ndarray  # [N] float32
     terminated: np.ndarray  # [N] bool: the MDP reached a terminal state (no bootstrap)
     truncated: np.ndarray  # [N] bool: cut by a time limit (bootstrap from final_obs)
@@ -65,6 +65,17 @@ class VecEnv(abc.ABC):
         self.close()
 
 
+def random_actions(space: gym.Space, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniformly random actions of ``space`` (unbounded Box sides drawn in [-1, 1])."""
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(0, int(space.n), size=n) + int(space.start)
+    if isinstance(space, gym.spaces.Box):
+        low = np.where(np.isfinite(space.low), space.low, -1.0)
+        high = np.where(np.isfinite(space.high), space.high, 1.0)
+        return rng.uniform(low, high, size=(n, *space.shape)).astype(space.dtype)
+    raise TypeError(f"cannot sample actions of {space}")
+
+
 def measure_env_fps(env: VecEnv, steps: int = 200, seed: int = 0) -> float:
     """Raw stepping rate of ``env`` in frames/s under uniformly random actions.
 
@@ -73,19 +84,8 @@ def measure_env_fps(env: VecEnv, steps: int = 200, seed: int = 0) -> float:
     import time
 
     rng = np.random.default_rng(seed)
-    space = env.single_action_space
+    actions = [random_actions(env.single_action_space, env.num_envs, rng) for _ in range(steps)]
     env.reset(seed=seed)
-    if isinstance(space, gym.spaces.Discrete):
-        actions = rng.integers(0, int(space.n), size=(steps, env.num_envs)) + int(space.start)
-    elif isinstance(space, gym.spaces.Box):
-        low = np.broadcast_to(space.low, space.shape)
-        high = np.broadcast_to(space.high, space.shape)
-        low = np.where(np.isfinite(low), low, -1.0)
-        high = np.where(np.isfinite(high), high, 1.0)
-        actions = rng.uniform(low, high, size=(steps, env.num_envs, *space.shape))
-        actions = actions.astype(space.dtype)
-    else:
-        raise TypeError(f"cannot sample actions of {space}")
     start = time.perf_counter()
     for t in range(steps):
         env.step(actions[t])

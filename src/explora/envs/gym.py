@@ -59,7 +59,7 @@ class GymnasiumVecEnv(VecEnv):
 
     @staticmethod
     def _arrays(info: dict[str, Any]) -> dict[str, np.ndarray]:
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for key in ("agent_pos", "direction"):
             if key in info:
                 out[key] = np.asarray(info[key])

@@ -1,0 +1,53 @@
+"""Defaults per environment family, applied under what the user sets explicitly.
+
+A preset is where explora departs from an algo's or a bonus's paper defaults for a family of
+environments; each entry says why. ``explora train`` and ``explora.train`` apply them; the
+lower-level ``train_ppo`` and bonus constructors do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _family(env_id: str) -> str:
+    if env_id.startswith(("MiniGrid-", "BabyAI-")):
+        return "minigrid"
+    if env_id.startswith("DeepSea-"):
+        return "deepsea"
+    return "other"
+
+
+# (algo, family) -> (settings, why)
+ALGO_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
+    ("ppo", "minigrid"): (
+        {"num_envs": 64, "num_steps": 32, "minibatch_size": 512, "encoder": "grid-mlp"},
+        "64 envs keep EnvPool's threads busy and amortise Python overhead per frame; short "
+        "32-step rollouts update often (64 x 128 rollouts were measured to learn DoorKey-8x8 "
+        "slower per frame); the grid MLP costs a third of rl-starter-files' CNN per sample and "
+        "with RND (first_visit) solved DoorKey-8x8 seeds on which the CNN did not",
+    ),
+    ("ppo", "deepsea"): (
+        {"num_envs": 16, "num_steps": 32, "minibatch_size": 128},
+        "episodes last N steps: short rollouts and small batches update often",
+    ),
+}
+
+# (bonus, family) -> (settings, why)
+BONUS_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
+    ("rnd", "minigrid"): (
+        {"learning_rate": 1e-3, "update_proportion": 1.0, "first_visit": True},
+        "procedurally generated layouts: lifelong RND stays high on rare views and the agent "
+        "camps on them (measured: no-op actions earned 2.4x the bonus of moving, first room "
+        "only for 600k frames); paying first visits within an episode (NovelD's restriction) "
+        "and a faster predictor (CleanRL's lr 1e-4 on 25% of each batch lags) fix it",
+    ),
+}
+
+
+def algo_preset(algo: str, env_id: str) -> dict[str, Any]:
+    return dict(ALGO_PRESETS.get((algo, _family(env_id)), ({}, ""))[0])
+
+
+def bonus_preset(bonus: str, env_id: str) -> dict[str, Any]:
+    return dict(BONUS_PRESETS.get((bonus, _family(env_id)), ({}, ""))[0])
