@@ -261,12 +261,15 @@ def test_rnd_obs_statistics_frozen_in_eval() -> None:
     rnd = make_rnd()
     assert rnd.obs_rms is not None
     observe_rollout(rnd, minigrid_obs(4, 4))
+    rnd.flush()
     before = {k: v.clone() for k, v in rnd.obs_rms.state_dict().items()}
     rnd.eval()
     observe_rollout(rnd, minigrid_obs(4, 4, seed=5) * 2)
+    rnd.flush()
     assert all(torch.equal(v, before[k]) for k, v in rnd.obs_rms.state_dict().items())
     rnd.train()
     observe_rollout(rnd, minigrid_obs(4, 4, seed=5) * 2)
+    rnd.flush()
     assert not torch.equal(rnd.obs_rms.mean, before["mean"])
 
 

