@@ -36,13 +36,20 @@ ALGO_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
 # (bonus, family) -> (settings, why)
 BONUS_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
     ("rnd", "minigrid"): (
-        {"learning_rate": 1e-3, "update_proportion": 1.0, "first_visit": True},
+        {
+            "learning_rate": 1e-3,
+            "update_proportion": 1.0,
+            "first_visit": True,
+            "hidden_size": 128,
+            "feature_size": 64,
+        },
         "procedurally generated layouts: lifelong RND stays high on rare views and the agent "
         "camps on them (measured on DoorKey-8x8: no-op actions earned 2.4x the bonus of "
         "moving, and the agent stayed in the first room for 600k frames); paying first visits "
         "within an episode (NovelD's restriction) removes that. The predictor must keep up "
         "with a 1M-frame budget: lr 1e-3 on every sample instead of CleanRL's 1e-4 on 25% "
-        "(with 25% and 128/64-wide nets, seed 1 of 5 never solved DoorKey-8x8)",
+        "(with 25% and 128/64-wide nets, seed 1 of 5 never solved DoorKey-8x8). 128/64-wide "
+        "nets instead of 256/128: as fast to solve on the seeds tried, 1.4x the frames/s",
     ),
 }
 
