@@ -1,0 +1,96 @@
+"""Episode bookkeeping shared by the agents: returns, lengths, success, state visitation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from explora.envs.base import EnvStep
+
+
+@dataclass
+class EpisodeTracker:
+    """Accumulates per-env extrinsic returns and records each finished episode.
+
+    ``visits`` counts agent positions over the whole run when the env exposes ``agent_pos`` on a
+    known grid (for ``unique_states`` and visitation heatmaps).
+    """
+
+    num_envs: int
+    grid_shape: tuple[int, int] | None = None
+    returns: np.ndarray = field(init=False)
+    lengths: np.ndarray = field(init=False)
+    finished: list[tuple[int, float, int, float]] = field(default_factory=list)
+    visits: np.ndarray | None = field(init=False, default=None)
+    _cursor: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.returns = np.zeros(self.num_envs, dtype=np.float64)
+        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+        if self.grid_shape is not None:
+            self.visits = np.zeros(self.grid_shape, dtype=np.int64)
+
+    def record_positions(self, info: dict[str, np.ndarray]) -> None:
+        if self.visits is None or "agent_pos" not in info:
+            return
+        pos = info["agent_pos"]
+        rows, cols = pos[:, 0], pos[:, 1]
+        inside = (rows >= 0) & (rows < self.visits.shape[0]) & (cols >= 0)
+        inside &= cols < self.visits.shape[1]
+        np.add.at(self.visits, (rows[inside], cols[inside]), 1)
+
+    def step(self, step: EnvStep, frames: int) -> None:
+        """Fold in one vector step; ``frames`` is the run's frame count after it."""
+        self.returns += step.reward
+        self.lengths += 1
+        self.record_positions(step.info)
+        ended = step.terminated | step.truncated
+        if not ended.any():
+            return
+        success = step.info.get("success")
+        for i in np.flatnonzero(ended):
+            ok = float(success[i]) if success is not None else float("nan")
+            self.finished.append((frames, float(self.returns[i]), int(self.lengths[i]), ok))
+        self.returns[ended] = 0.0
+        self.lengths[ended] = 0
+
+    def drain(self) -> dict[str, float]:
+        """Means over the episodes finished since the last call (NaN when none finished)."""
+        recent = self.finished[self._cursor :]
+        self._cursor = len(self.finished)
+        if not recent:
+            nan = float("nan")
+            return {"episodic_return": nan, "episodic_length": nan, "success_rate": nan}
+        arr = np.array([row[1:] for row in recent], dtype=np.float64)
+        return {
+            "episodic_return": float(arr[:, 0].mean()),
+            "episodic_length": float(arr[:, 1].mean()),
+            "success_rate": float(np.nanmean(arr[:, 2])) if not np.isnan(arr[:, 2]).all()
+            else float("nan"),
+        }
+
+    def window(self, from_frame: int) -> dict[str, Any]:
+        """Mean return and success of episodes that ended at or after ``from_frame``."""
+        rows = [row for row in self.finished if row[0] >= from_frame]
+        if not rows:
+            return {"final_return": None, "success_rate": None, "episodes": 0}
+        arr = np.array([row[1:] for row in rows], dtype=np.float64)
+        success = None if np.isnan(arr[:, 2]).all() else float(np.nanmean(arr[:, 2]))
+        return {"final_return": float(arr[:, 0].mean()), "success_rate": success,
+                "episodes": len(rows)}
+
+    @property
+    def unique_states(self) -> int | None:
+        return None if self.visits is None else int((self.visits > 0).sum())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"finished": list(self.finished), "cursor": self._cursor,
+                "visits": None if self.visits is None else self.visits.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.finished = list(state["finished"])
+        self._cursor = int(state["cursor"])
+        if state["visits"] is not None:
+            self.visits = np.asarray(state["visits"]).copy()

@@ -1,0 +1,309 @@
+"""A run is a directory: config, metrics table, TensorBoard events, checkpoints, summary, plot.
+
+Layout::
+
+    RUN/config.json          what was asked for, plus the git revision of the code
+    RUN/metrics.csv          one row per update (namespaced columns: charts/*, losses/*, ...)
+    RUN/tb/                  TensorBoard events of the same scalars
+    RUN/checkpoints/last.pt  the latest good checkpoint (written atomically)
+    RUN/summary.json         the run's figures (frames, fps, env_fps, final_return, ...)
+    RUN/learning_curve.png   episodic return and success rate against frames
+    RUN/visitation.npy       agent-position counts, for grid worlds
+    RUN/episodes.csv         every finished episode: frames at its end, return, length, success
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.json", "metrics.csv", "summary.json", "last.pt"
+EPISODES = "episodes.csv"
+
+
+class RunExistsError(FileExistsError):
+    """``--out`` points at an existing run and neither resume nor overwrite was asked."""
+
+
+def git_revision() -> str | None:
+    """The commit of the explora checkout this code runs from, if it is one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_out_dir(path: str | os.PathLike[str], overwrite: bool, resume: bool) -> None:
+    """Refuse an existing non-empty run directory unless asked to resume or overwrite."""
+    if overwrite and resume:
+        raise ValueError("choose one of --resume and --overwrite, not both")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunExistsError(f"--out {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise RunExistsError(
+            f"{path} already holds a run; pass --resume to continue it from its last "
+            "checkpoint or --overwrite to replace it"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a run to resume: everything but the budget and the code revision."""
+    out = _jsonable({k: v for k, v in config.items() if k not in ("frames", "git_revision")})
+    if isinstance(out.get("algo_config"), dict):
+        out["algo_config"] = {k: v for k, v in out["algo_config"].items() if k != "total_frames"}
+    return out
+
+
+class RunDir:
+    """Writes one run's files. Pass it to an agent's ``train_*`` function as ``run``.
+
+    Args:
+        path: the run directory.
+        config: everything needed to reproduce the run (saved as ``config.json``). On resume it
+            must equal the saved one, except for ``frames`` (a run may be extended).
+        overwrite: delete an existing run at ``path`` first.
+        resume: continue from ``path``'s last checkpoint.
+        progress: show a progress bar on the terminal.
+        total_frames: the progress bar's end.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        progress: bool = True,
+        total_frames: int | None = None,
+    ) -> None:
+        check_out_dir(path, overwrite, resume)
+        self.path = Path(path)
+        if overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        self.resume = resume
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "checkpoints").mkdir(exist_ok=True)
+        config = {**config, "git_revision": git_revision()}
+        saved = self.path / CONFIG
+        if resume and saved.exists():
+            old, new = _comparable(json.loads(saved.read_text())), _comparable(config)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff:
+                raise ValueError(
+                    f"cannot resume {self.path}: the config differs in {', '.join(diff)}; "
+                    "use the same settings or a new --out"
+                )
+        saved.write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+        self._csv_file: Any = None
+        self._csv: csv.DictWriter[str] | None = None
+        self._columns: list[str] | None = None
+        self._tb: Any = None
+        self._progress: Any = None
+        self._task: Any = None
+        self._show_progress = progress
+        self._total = total_frames
+
+    # -- metrics -------------------------------------------------------------------------
+    def log(self, frames: int, metrics: dict[str, float]) -> None:
+        """Append one row to ``metrics.csv`` and write the scalars to TensorBoard."""
+        row = {"frames": frames, **metrics}
+        if self._csv is None:
+            file = self.path / METRICS
+            existing = file.exists() and file.stat().st_size > 0 and self.resume
+            if existing:
+                with file.open() as f:
+                    self._columns = next(csv.reader(f))
+            else:
+                self._columns = list(row)
+            self._csv_file = file.open("a" if existing else "w", newline="")
+            self._csv = csv.DictWriter(self._csv_file, self._columns, extrasaction="ignore")
+            if not existing:
+                self._csv.writeheader()
+        self._csv.writerow(row)
+        self._csv_file.flush()
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.path / "tb"))
+        for key, value in metrics.items():
+            if value is not None and math.isfinite(value):
+                self._tb.add_scalar(key, value, frames)
+
+    def progress(self, frames: int, metrics: dict[str, float]) -> None:
+        if not self._show_progress:
+            return
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("frames"),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                self.path.name, total=self._total, completed=frames, stats=""
+            )
+        parts = [f"{metrics.get('charts/SPS', float('nan')):,.0f} fps"]
+        ret = metrics.get("charts/episodic_return", float("nan"))
+        if math.isfinite(ret):
+            parts.append(f"return {ret:.3f}")
+        success = metrics.get("charts/success_rate", float("nan"))
+        if math.isfinite(success):
+            parts.append(f"success {success:.2f}")
+        self._progress.update(self._task, completed=frames, stats="  ".join(parts))
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write atomically, so a kill mid-write leaves the previous checkpoint intact."""
+        final = self.path / "checkpoints" / CHECKPOINT
+        tmp = final.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, final)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        file = self.path / "checkpoints" / CHECKPOINT
+        if not (self.resume and file.exists()):
+            return None
+        state = torch.load(file, weights_only=False)
+        self._drop_rows_after(int(state["frames"]))
+        return state
+
+    def _drop_rows_after(self, frames: int) -> None:
+        """Forget metric rows logged after the checkpoint: the resumed run logs them again."""
+        file = self.path / METRICS
+        if not file.exists():
+            return
+        with file.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= frames]
+        with file.open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+    # -- the end -------------------------------------------------------------------------
+    def finish(
+        self,
+        summary: dict[str, Any],
+        visits: np.ndarray | None = None,
+        episodes: list[tuple[int, float, int, float]] | None = None,
+    ) -> Path:
+        """Write ``summary.json``, the learning curve, visitation counts and episode list."""
+        self.close()
+        if visits is not None:
+            np.save(self.path / "visitation.npy", visits)
+        if episodes is not None:
+            with (self.path / EPISODES).open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["frames", "return", "length", "success"])
+                writer.writerows(episodes)
+        (self.path / SUMMARY).write_text(json.dumps(_jsonable(summary), indent=2))
+        plot_learning_curve(self.path / METRICS, self.path / "learning_curve.png",
+                            title=str(summary.get("env", self.path.name)))
+        return self.path / SUMMARY
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file, self._csv = None, None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """``metrics.csv`` as columns of floats (empty cells become NaN)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {
+        key: np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+        for key in rows[0]
+    }
+
+
+def frames_to_success(
+    episodes: list[tuple[int, float, int, float]], threshold: float = 0.9, window: int = 100
+) -> int | None:
+    """First frame at which the last ``window`` finished episodes succeeded at >= ``threshold``.
+
+    ``episodes`` rows are ``(frames at the end, return, length, success)`` as in episodes.csv.
+    """
+    success = np.array([row[3] for row in episodes], dtype=np.float64)
+    if len(success) < window or np.isnan(success).all():
+        return None
+    rolling = np.convolve(success, np.ones(window) / window, mode="valid")
+    hits = np.flatnonzero(rolling >= threshold)
+    return int(episodes[hits[0] + window - 1][0]) if len(hits) else None
+
+
+def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> None:
+    """Episodic return (and success rate where defined) against frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = read_metrics(metrics_csv) if metrics_csv.exists() else {}
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if cols:
+        frames = cols["frames"]
+        ret = cols.get("charts/episodic_return")
+        if ret is not None:
+            ok = np.isfinite(ret)
+            ax.plot(frames[ok], ret[ok], label="episodic return", color="tab:blue")
+        success = cols.get("charts/success_rate")
+        if success is not None and np.isfinite(success).any():
+            ok = np.isfinite(success)
+            ax.plot(frames[ok], success[ok], label="success rate", color="tab:green")
+        ax.legend(loc="best")
+    ax.set_xlabel("frames")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
