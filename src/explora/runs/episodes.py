@@ -67,7 +67,8 @@ class EpisodeTracker:
         return {
             "episodic_return": float(arr[:, 0].mean()),
             "episodic_length": float(arr[:, 1].mean()),
-            "success_rate": float(np.nanmean(arr[:, 2])) if not np.isnan(arr[:, 2]).all()
+            "success_rate": float(np.nanmean(arr[:, 2]))
+            if not np.isnan(arr[:, 2]).all()
             else float("nan"),
         }
 
@@ -78,16 +79,22 @@ class EpisodeTracker:
             return {"final_return": None, "success_rate": None, "episodes": 0}
         arr = np.array([row[1:] for row in rows], dtype=np.float64)
         success = None if np.isnan(arr[:, 2]).all() else float(np.nanmean(arr[:, 2]))
-        return {"final_return": float(arr[:, 0].mean()), "success_rate": success,
-                "episodes": len(rows)}
+        return {
+            "final_return": float(arr[:, 0].mean()),
+            "success_rate": success,
+            "episodes": len(rows),
+        }
 
     @property
     def unique_states(self) -> int | None:
         return None if self.visits is None else int((self.visits > 0).sum())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"finished": list(self.finished), "cursor": self._cursor,
-                "visits": None if self.visits is None else self.visits.copy()}
+        return {
+            "finished": list(self.finished),
+            "cursor": self._cursor,
+            "visits": None if self.visits is None else self.visits.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.finished = list(state["finished"])

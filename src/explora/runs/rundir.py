@@ -38,8 +38,12 @@ def git_revision() -> str | None:
     """The commit of the explora checkout this code runs from, if it is one."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -238,8 +242,11 @@ class RunDir:
                 writer.writerow(["frames", "return", "length", "success"])
                 writer.writerows(episodes)
         (self.path / SUMMARY).write_text(json.dumps(_jsonable(summary), indent=2))
-        plot_learning_curve(self.path / METRICS, self.path / "learning_curve.png",
-                            title=str(summary.get("env", self.path.name)))
+        plot_learning_curve(
+            self.path / METRICS,
+            self.path / "learning_curve.png",
+            title=str(summary.get("env", self.path.name)),
+        )
         return self.path / SUMMARY
 
     def close(self) -> None:
@@ -281,26 +288,45 @@ def frames_to_success(
     return int(episodes[hits[0] + window - 1][0]) if len(hits) else None
 
 
-def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str = "") -> None:
-    """Episodic return (and success rate where defined) against frames."""
+def _rolling(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each position (fewer at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (sums[idx] - sums[lo]) / (idx - lo)
+
+
+def plot_learning_curve(
+    metrics_csv: Path, out_png: Path, title: str = "", window: int = 100
+) -> None:
+    """Episodic return and success rate (means over the last ``window`` finished episodes)
+    against frames; from ``episodes.csv`` beside ``metrics_csv``, else from the metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = read_metrics(metrics_csv) if metrics_csv.exists() else {}
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    if cols:
-        frames = cols["frames"]
-        ret = cols.get("charts/episodic_return")
-        if ret is not None:
-            ok = np.isfinite(ret)
-            ax.plot(frames[ok], ret[ok], label="episodic return", color="tab:blue")
-        success = cols.get("charts/success_rate")
-        if success is not None and np.isfinite(success).any():
-            ok = np.isfinite(success)
-            ax.plot(frames[ok], success[ok], label="success rate", color="tab:green")
-        ax.legend(loc="best")
+    episodes_csv = metrics_csv.parent / EPISODES
+    if episodes_csv.exists() and episodes_csv.stat().st_size > 0:
+        with episodes_csv.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows:
+            frames = np.array([float(r["frames"]) for r in rows])
+            returns = np.array([float(r["return"]) for r in rows])
+            success = np.array([float(r["success"]) for r in rows])
+            ax.plot(frames, _rolling(returns, window), label="episodic return", color="tab:blue")
+            if np.isfinite(success).all():
+                ax.plot(frames, _rolling(success, window), label="success rate", color="tab:green")
+            ax.legend(loc="best", title=f"mean of last {window} episodes")
+    elif metrics_csv.exists():
+        cols = read_metrics(metrics_csv)
+        if cols:
+            ret = cols.get("charts/episodic_return")
+            if ret is not None:
+                ok = np.isfinite(ret)
+                ax.plot(cols["frames"][ok], ret[ok], label="episodic return", color="tab:blue")
+                ax.legend(loc="best")
     ax.set_xlabel("frames")
     ax.set_title(title)
     ax.grid(alpha=0.3)
