@@ -310,11 +310,8 @@ def test_solved_at_hand_computed() -> None:
 
 
 def _bsuite_find_solution(flags: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> int | None:
-    pd = pytest.importorskip("pandas")
-    try:
-        from bsuite.experiments.deep_sea import analysis
-    except ImportError as exc:  # plotnine or another plotting dependency missing
-        pytest.skip(f"bsuite's analysis module does not import: {exc}")
+    import pandas as pd  # a dependency of bsuite, itself a dev dependency
+    from bsuite.experiments.deep_sea import analysis
     # bsuite 0.3.6 calls Series.append, removed in pandas 2; give it the old meaning.
     if not hasattr(pd.Series, "append"):
         monkeypatch.setattr(

@@ -65,3 +65,10 @@ def test_same_seed_gives_the_same_run():
         return train_ppo(env, cfg)["last_metrics"]["losses/policy"]
 
     assert run() == run()
+
+
+def test_minibatch_must_divide_the_batch():
+    with pytest.raises(ValueError, match="must be a multiple of minibatch_size 512"):
+        PPOConfig(num_envs=8, num_steps=32, minibatch_size=512).check()
+    with pytest.raises(ValueError, match="must be a multiple of minibatch_size 300"):
+        PPOConfig(num_envs=16, num_steps=128, minibatch_size=300).check()

@@ -112,14 +112,14 @@ class PPOConfig:
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, before anything is built."""
-        if self.batch_size % self.minibatch_size != 0 and self.minibatch_size > self.batch_size:
-            raise ValueError(
-                f"minibatch_size {self.minibatch_size} exceeds the batch of "
-                f"num_envs * num_steps = {self.batch_size}"
-            )
         for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatch_size > self.batch_size or self.batch_size % self.minibatch_size:
+            raise ValueError(
+                f"the batch num_envs * num_steps = {self.batch_size} must be a multiple of "
+                f"minibatch_size {self.minibatch_size}"
+            )
         if self.total_frames < self.batch_size:
             raise ValueError(
                 f"total_frames {self.total_frames} is less than one rollout "

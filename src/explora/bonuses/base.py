@@ -36,18 +36,6 @@ class Transitions:
     def shape(self) -> tuple[int, int]:
         return int(self.ext_rewards.shape[0]), int(self.ext_rewards.shape[1])
 
-    def flat(self, name: str) -> Tensor:
-        """Field ``name`` with the time and env axes merged: ``[T * N, ...]``."""
-        value: Tensor = getattr(self, name)
-        return value.reshape(-1, *value.shape[2:])
-
-    def index(self, flat_idx: Tensor) -> Transitions:
-        """A ``[1, len(flat_idx)]`` batch made of the given flattened ``T * N`` positions."""
-        return Transitions(**{name: self.flat(name)[flat_idx].unsqueeze(0) for name in _FIELDS})
-
-
-_FIELDS = ("obs", "actions", "next_obs", "ext_rewards", "terminated", "truncated")
-
 
 @runtime_checkable
 class Bonus(Protocol):
