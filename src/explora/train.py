@@ -77,7 +77,7 @@ def train(
     if num_envs is not None:
         overrides["num_envs"] = num_envs
     overrides["seed"] = seed
-    config = algo_config(algo, env, name, overrides)
+    config = algo_config(algo, env, overrides)
     config.check()
     if out is None:
         out = Path("runs") / f"{env}-{algo}-{name or 'none'}-s{seed}"

@@ -312,6 +312,7 @@ def test_solved_at_hand_computed() -> None:
 def _bsuite_find_solution(flags: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> int | None:
     import pandas as pd  # a dependency of bsuite, itself a dev dependency
     from bsuite.experiments.deep_sea import analysis
+
     # bsuite 0.3.6 calls Series.append, removed in pandas 2; give it the old meaning.
     if not hasattr(pd.Series, "append"):
         monkeypatch.setattr(

@@ -34,7 +34,7 @@ ALGOS: dict[str, Algo] = {
 }
 
 
-def algo_config(algo: str, env_id: str, bonus: str | None, overrides: dict[str, Any]) -> Any:
+def algo_config(algo: str, env_id: str, overrides: dict[str, Any]) -> Any:
     """The algo's config for this env and bonus: preset first, then ``overrides``.
 
     Raises ``ValueError`` for an unknown hyper-parameter, naming the accepted ones.

@@ -84,9 +84,12 @@ class PPOConfig:
     target_kl: float | None = None
     """stop the epochs of an update early above this approximate KL"""
     ext_coef: float = 1.0
-    """weight of the extrinsic advantage; 0 gives pure curiosity"""
+    """weight of the extrinsic advantage; 0 gives pure curiosity. CleanRL's Atari RND uses 2
+    with int_coef 1; METHODS.md measured those Atari values failing on MiniGrid, and with
+    per-minibatch advantage whitening only the ratio matters: 1:1 solved DoorKey-8x8 on 5/5
+    seeds (README)"""
     int_coef: float = 1.0
-    """weight of the intrinsic advantage (ignored without a bonus)"""
+    """weight of the intrinsic advantage (ignored without a bonus); see ext_coef"""
     int_episodic: bool = False
     """treat the intrinsic return as episodic (cut at termination) instead of lifelong"""
     encoder: str = "auto"
@@ -386,7 +389,8 @@ def train_ppo(
         stats: dict[str, list[float]] = {
             k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac")
         }
-        mb = min(cfg.minibatch_size, cfg.batch_size)
+        mb = cfg.minibatch_size
+        heads = 2 if bonus is not None else 1  # the intrinsic head trains only with a bonus
         stop = False
         for _epoch in range(cfg.update_epochs):
             perm = torch.randperm(cfg.batch_size)
@@ -408,7 +412,6 @@ def train_ppo(
                 pg_loss = torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
                 ).mean()
-                heads = 2 if bonus is not None else 1
                 v_loss = 0.5 * (value[:, :heads] - b_ret[idx, :heads]).square().sum(-1).mean()
                 entropy = agent.entropy(dist).mean()
                 loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss

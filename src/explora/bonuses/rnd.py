@@ -61,7 +61,6 @@ channels (CleanRL feeds only the last of 4 stacked frames; pass a single frame t
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -70,17 +69,10 @@ import torch
 from torch import Tensor, nn
 
 from explora.bonuses.base import RunningMeanStd, Transitions
+from explora.models.encoders import layer_init
 
 Encoder = Literal["auto", "mlp", "conv"]
 _SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-
-
-def _layer_init(layer: nn.Linear | nn.Conv2d, gain: float = math.sqrt(2)) -> nn.Module:
-    """Orthogonal weights with gain sqrt(2) and zero bias, as CleanRL's ``layer_init``."""
-    nn.init.orthogonal_(layer.weight, gain)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
 
 
 class _ToImage(nn.Module):
@@ -99,11 +91,11 @@ class _ToImage(nn.Module):
 def _conv_trunk(image: _ToImage, channels: int) -> nn.Sequential:
     return nn.Sequential(
         image,
-        _layer_init(nn.Conv2d(channels, 32, kernel_size=8, stride=4)),
+        layer_init(nn.Conv2d(channels, 32, kernel_size=8, stride=4)),
         nn.LeakyReLU(),
-        _layer_init(nn.Conv2d(32, 64, kernel_size=4, stride=2)),
+        layer_init(nn.Conv2d(32, 64, kernel_size=4, stride=2)),
         nn.LeakyReLU(),
-        _layer_init(nn.Conv2d(64, 64, kernel_size=3, stride=1)),
+        layer_init(nn.Conv2d(64, 64, kernel_size=3, stride=1)),
         nn.LeakyReLU(),
         nn.Flatten(),
     )
@@ -229,29 +221,29 @@ class RND(nn.Module):
             flat = 64 * _conv_out(height) * _conv_out(width)
             image = _ToImage(image_shape, channel_last)
             self.target = nn.Sequential(
-                _conv_trunk(image, channels), _layer_init(nn.Linear(flat, features))
+                _conv_trunk(image, channels), layer_init(nn.Linear(flat, features))
             )
             self.predictor = nn.Sequential(
                 _conv_trunk(image, channels),
-                _layer_init(nn.Linear(flat, hidden)),
+                layer_init(nn.Linear(flat, hidden)),
                 nn.ReLU(),
-                _layer_init(nn.Linear(hidden, hidden)),
+                layer_init(nn.Linear(hidden, hidden)),
                 nn.ReLU(),
-                _layer_init(nn.Linear(hidden, features)),
+                layer_init(nn.Linear(hidden, features)),
             )
         else:
             dim = self.input_dim
             self.target = nn.Sequential(
-                _layer_init(nn.Linear(dim, hidden)),
+                layer_init(nn.Linear(dim, hidden)),
                 nn.LeakyReLU(),
-                _layer_init(nn.Linear(hidden, features)),
+                layer_init(nn.Linear(hidden, features)),
             )
             self.predictor = nn.Sequential(
-                _layer_init(nn.Linear(dim, hidden)),
+                layer_init(nn.Linear(dim, hidden)),
                 nn.LeakyReLU(),
-                _layer_init(nn.Linear(hidden, hidden)),
+                layer_init(nn.Linear(hidden, hidden)),
                 nn.ReLU(),
-                _layer_init(nn.Linear(hidden, features)),
+                layer_init(nn.Linear(hidden, features)),
             )
         self.target.requires_grad_(False)
         self.obs_rms = RunningMeanStd(shape=(self.input_dim,))

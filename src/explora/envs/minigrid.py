@@ -46,8 +46,6 @@ class EnvPoolMiniGrid(VecEnv):
     has_success = True
 
     def __init__(self, env_id: str, num_envs: int, seed: int = 0, num_threads: int = 0) -> None:
-        import envpool
-
         self.env_id = env_id
         self.num_envs = num_envs
         self._seed = seed
@@ -57,7 +55,6 @@ class EnvPoolMiniGrid(VecEnv):
         self.single_action_space = gym.spaces.Discrete(int(self._env.action_space.n))
         self.grid_shape = _grid_shape(env_id)
         self._all_ids = np.arange(num_envs, dtype=np.int32)
-        self._envpool = envpool
 
     def _make(self, seed: int) -> Any:
         import envpool
