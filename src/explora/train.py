@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from explora.agents import ALGOS, algo_config
-from explora.bonuses import BONUSES, Bonus, bonus_hparams, make_bonus
+from explora.bonuses import BONUSES, Bonus, FirstVisit, bonus_hparams, make_bonus
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.presets import bonus_preset
 from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
@@ -26,6 +26,8 @@ from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
 def _bonus_name(bonus: str | Bonus | None) -> str | None:
     if bonus is None or isinstance(bonus, str):
         return bonus
+    if isinstance(bonus, FirstVisit):
+        return _bonus_name(bonus.inner)
     for name, (cls, _) in BONUSES.items():
         if type(bonus) is cls:
             return name

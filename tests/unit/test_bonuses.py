@@ -17,6 +17,7 @@ from explora.bonuses import (
     Bonus,
     Count,
     CountMinSketch,
+    FirstVisit,
     SimHash,
     Transitions,
     make_bonus,
@@ -350,8 +351,8 @@ def test_registry_names_and_errors() -> None:
     assert "learning_rate" in str(info.value)
 
 
-def test_rnd_first_visit_pays_each_view_once_per_episode():
-    rnd = RND(first_visit=True, warmup_steps=0)
+def test_first_visit_pays_rnd_once_per_view_and_episode():
+    rnd = FirstVisit(RND(warmup_steps=0))
     space = gym.spaces.Box(0, 10, (3,), np.uint8)
     rnd.setup(space, gym.spaces.Discrete(2), num_envs=2)
     a, b = torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5, 6], dtype=torch.uint8)
@@ -381,3 +382,22 @@ def test_rnd_first_visit_pays_each_view_once_per_episode():
     assert torch.equal(paid, expected)
     with pytest.raises(RuntimeError, match="observe"):
         rnd.compute(batch)  # the flags were used up: a second compute has none
+
+
+def test_make_bonus_wraps_in_first_visit_and_round_trips_its_state():
+    bonus = make_bonus("rnd", first_visit=True, learning_rate=1e-3)
+    assert isinstance(bonus, FirstVisit) and isinstance(bonus.inner, RND)
+    assert bonus.warmup_steps == bonus.inner.warmup_steps
+    space = gym.spaces.Box(0, 10, (3,), np.uint8)
+    bonus.setup(space, gym.spaces.Discrete(2), num_envs=2)
+    other = make_bonus("rnd", first_visit=True)
+    other.setup(space, gym.spaces.Discrete(2), num_envs=2)
+    other.load_state_dict(bonus.state_dict())
+    x = torch.randint(0, 10, (1, 2, 3), dtype=torch.uint8)
+    flags = torch.zeros(1, 2, dtype=torch.bool)
+    step = Transitions(x, torch.zeros(1, 2), x, torch.zeros(1, 2), flags, flags)
+    bonus.observe(step)
+    other.observe(step)
+    assert torch.equal(bonus.compute(step), other.compute(step))
+    with pytest.raises(ValueError, match="first_visit"):
+        make_bonus("count", first_vist=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from explora.bonuses.base import Bonus, DiscountedReturnStd, RunningMeanStd, Transitions
 from explora.bonuses.count import Count
+from explora.bonuses.episodic import FirstVisit
 from explora.bonuses.rnd import RND
 from explora.bonuses.simhash import SimHash
 from explora.bonuses.sketch import CountMinSketch
@@ -26,10 +27,11 @@ BONUSES: dict[str, tuple[type, str]] = {
 """Bonus name -> (class, one-line description)."""
 
 
-def make_bonus(name: str, **kwargs: Any) -> Bonus:
+def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
     """Build the bonus registered as ``name`` with keyword hyper-parameters ``kwargs``.
 
-    Raises ``ValueError`` naming the accepted choices for an unknown name or keyword.
+    ``first_visit=True`` wraps it in ``FirstVisit`` (paid only on the first visit of a view in
+    an episode). Raises ``ValueError`` naming the accepted choices for an unknown name or keyword.
 
     Example:
         >>> make_bonus("count", beta=0.5).beta
@@ -39,9 +41,12 @@ def make_bonus(name: str, **kwargs: Any) -> Bonus:
         raise ValueError(f"unknown bonus {name!r}; choose one of: {', '.join(sorted(BONUSES))}")
     cls = BONUSES[name][0]
     accepted = sorted(
-        p.name
-        for p in inspect.signature(cls).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        [
+            p.name
+            for p in inspect.signature(cls).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        + ["first_visit"]
     )
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
@@ -50,11 +55,13 @@ def make_bonus(name: str, **kwargs: Any) -> Bonus:
             f"{name!r}; accepted: {', '.join(accepted)}"
         )
     bonus: Bonus = cls(**kwargs)
-    return bonus
+    return FirstVisit(bonus) if first_visit else bonus
 
 
 def bonus_hparams(bonus: object) -> dict[str, Any]:
     """The keyword hyper-parameters a bonus was built with, read back from its attributes."""
+    if isinstance(bonus, FirstVisit):
+        return {**bonus_hparams(bonus.inner), "first_visit": True}
     params = inspect.signature(type(bonus)).parameters.values()
     return {
         p.name: getattr(bonus, p.name)
@@ -69,6 +76,7 @@ __all__ = [
     "Bonus",
     "Count",
     "CountMinSketch",
+    "FirstVisit",
     "DiscountedReturnStd",
     "RunningMeanStd",
     "SimHash",

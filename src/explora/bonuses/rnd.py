@@ -42,14 +42,8 @@ Defaults and where they come from:
         agent's cost. Both widths apply to the conv stack's heads too; pass 512 for the paper's.
     Weights: orthogonal init with gain sqrt(2), zero bias (CleanRL ``layer_init``).
 
-Option ``first_visit`` (off by default; on in the MiniGrid preset, ``explora.presets``): pay the
-bonus only on the first visit of a view within an episode, as NovelD does (Zhang et al. 2021,
-"NovelD: A Simple yet Effective Exploration Criterion", the ``1[N_e(s') = 1]`` factor). On
-procedurally generated grids lifelong RND stays high on rare views, and an agent was measured
-to camp on them: on DoorKey-8x8, actions that leave the view unchanged (pickup, drop, toggle,
-done on nothing) earned 2.4x the bonus of moving, and the agent stayed in the first room for
-600k frames. Paying first visits only removes that incentive. Views are compared by a 64-bit
-hash of their raw values, per env, and forgotten at each episode end.
+On procedurally generated grids the MiniGrid preset wraps RND in ``FirstVisit``
+(``explora.bonuses.episodic``), which pays it only on the first visit of a view per episode.
 
 Inputs: observations are flattened to float32 (a Discrete observation is its integer value)
 and whitened per feature. ``encoder="auto"`` picks the conv stack for 3-d observations whose
@@ -132,8 +126,6 @@ class RND(nn.Module):
         obs_clip: whitened inputs are clipped to ``[-obs_clip, obs_clip]``.
         max_grad_norm: gradient-norm clip of the predictor (None: no clipping).
         encoder: "mlp", "conv" (paper's stack) or "auto" (see the module docstring).
-        first_visit: pay only the first visit of a view within an episode (NovelD's episodic
-            restriction; see the module docstring).
 
     ``setup`` builds the networks, optimiser and statistics; ``state_dict`` holds all of them
     (the optimiser in the module's extra state): call ``setup`` before ``load_state_dict``.
@@ -164,7 +156,6 @@ class RND(nn.Module):
         obs_clip: float = 5.0,
         max_grad_norm: float | None = 0.5,
         encoder: Encoder = "auto",
-        first_visit: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < update_proportion <= 1.0:
@@ -185,12 +176,8 @@ class RND(nn.Module):
         self.obs_clip = obs_clip
         self.max_grad_norm = max_grad_norm
         self.encoder = encoder
-        self.first_visit = first_visit
         self.episodic = False
-        self._seen: list[set[int]] = []
-        self._first: list[Tensor] = []
         self._pending: list[Tensor] = []
-        self._key_weights = np.ones(1, dtype=np.uint64)
         self.input_dim = 0
         self.target: nn.Module | None = None
         self.predictor: nn.Module | None = None
@@ -247,12 +234,7 @@ class RND(nn.Module):
             )
         self.target.requires_grad_(False)
         self.obs_rms = RunningMeanStd(shape=(self.input_dim,))
-        self._seen = [set() for _ in range(num_envs)]
-        self._first = []
         self._pending = []
-        # Random odd multipliers: a view's 64-bit key is a dot product with them, mod 2^64.
-        rng = np.random.default_rng(0x5EED)
-        self._key_weights = rng.integers(0, 2**63, size=self.input_dim, dtype=np.uint64) * 2 + 1
         self.optimizer = torch.optim.Adam(
             self.predictor.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
@@ -286,56 +268,20 @@ class RND(nn.Module):
     def observe(self, step: Transitions) -> None:
         """Add ``step.next_obs`` ``[1, N, *obs_shape]`` to the observation statistics (a no-op
         in eval mode; folded in before the next ``compute`` or ``update``, at the latest every
-        128 steps); with ``first_visit``, note which envs see ``next_obs`` for the first time
-        in their episode."""
+        128 steps)."""
         self._parts()
         if self.training:
             self._pending.append(self._flat(step.next_obs))
             if len(self._pending) >= 128:
                 self.flush()
-        if self.first_visit:
-            self._first.append(self._first_visits(step))
-
-    def _first_visits(self, step: Transitions) -> Tensor:
-        """``[N]`` bool: ``step.next_obs`` was not seen before in its env's episode.
-
-        Views are keyed by a 64-bit multiplicative hash of their raw values (two distinct views
-        collide with probability ~2^-56), computed for all envs at once.
-        """
-        rows = step.next_obs[0].reshape(step.next_obs.shape[1], -1).cpu().numpy()
-        keys = (rows.astype(np.uint64) * self._key_weights).sum(axis=1, dtype=np.uint64)
-        ended = (step.terminated[0] | step.truncated[0]).cpu().numpy()
-        first = np.zeros(len(rows), dtype=bool)
-        for i, (key, end) in enumerate(zip(keys.tolist(), ended.tolist(), strict=True)):
-            seen = self._seen[i]
-            first[i] = key not in seen
-            if end:
-                self._seen[i] = set()  # the final obs closes its episode; nothing carries over
-            else:
-                seen.add(key)
-        return torch.from_numpy(first)
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
-        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``.
-
-        With ``first_visit``, zero where the view was already seen earlier in the same episode;
-        the flags come from ``observe``, which must have seen the batch's ``T`` steps last.
-        """
+        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``."""
         target, predictor, _, _ = self._parts()
         x = self.inputs(batch.next_obs)
         error = (predictor(x) - target(x)).square().sum(dim=-1)
-        error = error.reshape(batch.shape).to(torch.float32)
-        if self.first_visit:
-            steps = batch.shape[0]
-            if len(self._first) < steps:
-                raise RuntimeError(
-                    f"first_visit needs observe() on each of the batch's {steps} steps before "
-                    f"compute(); only {len(self._first)} were observed"
-                )
-            error = error * torch.stack(self._first[-steps:]).to(error.device)
-            self._first = []
-        return error
+        return error.reshape(batch.shape).to(torch.float32)
 
     def update(self, batch: Transitions) -> dict[str, float]:
         """Train the predictor on ``batch.next_obs`` ``[T, N, *obs_shape]``; returns the mean loss.

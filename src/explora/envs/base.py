@@ -10,6 +10,7 @@ transition that crosses an episode boundary, whichever backend steps the environ
 from __future__ import annotations
 
 import abc
+import time
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -81,8 +82,6 @@ def measure_env_fps(env: VecEnv, steps: int = 200, seed: int = 0) -> float:
 
     Resets the env: call it before training, then reset again.
     """
-    import time
-
     rng = np.random.default_rng(seed)
     actions = [random_actions(env.single_action_space, env.num_envs, rng) for _ in range(steps)]
     env.reset(seed=seed)
