@@ -24,8 +24,8 @@ ALGO_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
         {"num_envs": 64, "num_steps": 32, "minibatch_size": 512, "encoder": "grid-mlp"},
         "64 envs keep EnvPool's threads busy and amortise Python overhead per frame; short "
         "32-step rollouts update often (64 x 128 rollouts were measured to learn DoorKey-8x8 "
-        "slower per frame); the grid MLP costs a third of rl-starter-files' CNN per sample and "
-        "with RND (first_visit) solved DoorKey-8x8 seeds on which the CNN did not",
+        "slower per frame); the grid MLP (128 wide) costs a third of rl-starter-files' CNN per "
+        "sample and with RND (first_visit) solved DoorKey-8x8 seeds on which the CNN did not",
     ),
     ("ppo", "deepsea"): (
         {"num_envs": 16, "num_steps": 32, "minibatch_size": 128},

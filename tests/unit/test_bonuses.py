@@ -284,7 +284,7 @@ def test_rnd_update_subsamples_before_the_forward_pass() -> None:
         )
     rnd.update(batch_of(minigrid_obs(64, 4)))  # 256 samples -> 64 per epoch -> 4 x 16
     assert sizes["predictor"] == [16] * 12
-    assert sizes["target"] == [16] * 12
+    assert sizes["target"] == [256]  # the fixed target embeds the batch once for all epochs
 
 
 def test_rnd_picks_conv_stack_for_large_images_only() -> None:

@@ -183,3 +183,44 @@ def test_ppo_rollouts_never_hold_a_transition_across_an_episode_boundary():
         assert bool((batch.obs[1:][cont] == batch.next_obs[:-1][cont]).all())
     for step in bonus.observed:  # warm-up and rollout steps alike
         _assert_real_transitions(step.obs, step.next_obs)
+
+
+STEP_FIELDS = ("obs", "reward", "terminated", "truncated", "final_obs")
+
+
+def _arrays(step) -> list[np.ndarray]:
+    return [np.asarray(getattr(step, f)) for f in STEP_FIELDS] + list(step.info.values())
+
+
+@pytest.mark.parametrize(
+    "env_id, backend",
+    [
+        ("MiniGrid-DoorKey-5x5-v0", "envpool"),
+        ("MiniGrid-DoorKey-5x5-v0", "gymnasium"),
+        ("DeepSea-6", None),
+        ("CartPole-v1", None),
+    ],
+)
+def test_split_step_equals_step_and_keeps_earlier_results(env_id, backend):
+    """PPO's rollout starts step t+1 (``step_async``) before it records step t: the split step
+    must give what ``step`` gives, and must not overwrite step t's arrays."""
+    kwargs = {"backend": backend} if backend else {}
+    whole, split = (make(env_id, 6, seed=3, **kwargs) for _ in range(2))
+    whole.reset(seed=3)
+    split.reset(seed=3)
+    rng = np.random.default_rng(0)
+    earlier = None
+    ends = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, size=6)
+        expected = whole.step(actions)
+        split.step_async(actions)
+        got = split.step_wait()
+        for a, b in zip(_arrays(expected), _arrays(got), strict=True):
+            np.testing.assert_array_equal(a, b)
+        if earlier is not None:
+            for a, b in zip(_arrays(earlier[0]), earlier[1], strict=True):
+                np.testing.assert_array_equal(a, b)
+        earlier = (got, [a.copy() for a in _arrays(got)])
+        ends += int((got.terminated | got.truncated).sum())
+    assert ends > 0  # the check covered episode ends (EnvPool's extra reset step)

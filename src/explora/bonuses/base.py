@@ -73,7 +73,11 @@ class Bonus(Protocol):
         """
 
     def update(self, batch: Transitions) -> dict[str, float]:
-        """Train the bonus's own models on a rollout; returns scalars for the log."""
+        """Train the bonus's own models on a rollout; returns scalars for the log.
+
+        PPO runs it on a second thread while the agent updates (``PPOConfig.bonus_thread``):
+        touch only the bonus's own state, and draw random numbers from the bonus's own
+        ``torch.Generator``, not torch's global one, so that runs stay reproducible."""
 
     def state_dict(self) -> dict[str, Any]: ...
 

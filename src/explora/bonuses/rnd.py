@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from explora.bonuses.base import RunningMeanStd, Transitions
 from explora.models.encoders import layer_init
+from explora.models.optim import clip_grad_norm
 
 Encoder = Literal["auto", "mlp", "conv"]
 _SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
@@ -183,6 +184,7 @@ class RND(nn.Module):
         self.predictor: nn.Module | None = None
         self.obs_rms: RunningMeanStd | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.generator = torch.Generator()
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Build target, predictor, optimiser and observation statistics for this space."""
@@ -238,6 +240,10 @@ class RND(nn.Module):
         self.optimizer = torch.optim.Adam(
             self.predictor.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
+        # Its own generator for minibatch sampling, seeded from torch's global one: ``update``
+        # may run on another thread than the agent's (Bonus.update).
+        self.generator = torch.Generator()
+        self.generator.manual_seed(int(torch.randint(0, 2**62, ())))
 
     def _parts(self) -> tuple[nn.Module, nn.Module, RunningMeanStd, torch.optim.Optimizer]:
         if self.target is None or self.predictor is None or self.obs_rms is None:
@@ -292,20 +298,19 @@ class RND(nn.Module):
         target, predictor, _, optimizer = self._parts()
         with torch.no_grad():
             x = self.inputs(batch.next_obs)
+            goals = target(x)  # fixed network, fixed inputs: one pass serves every epoch
+        params = list(predictor.parameters())
         total = x.shape[0]
         keep = max(1, round(self.update_proportion * total))
         losses = []
         for _ in range(self.update_epochs):
-            chosen = torch.randperm(total, device=x.device)[:keep]
+            chosen = torch.randperm(total, generator=self.generator)[:keep].to(x.device)
             for idx in chosen.chunk(self.num_minibatches):
-                sample = x[idx]
-                with torch.no_grad():
-                    goal = target(sample)
-                loss = nn.functional.mse_loss(predictor(sample), goal)
+                loss = nn.functional.mse_loss(predictor(x[idx]), goals[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(predictor.parameters(), self.max_grad_norm)
+                    clip_grad_norm(params, self.max_grad_norm)
                 optimizer.step()
                 losses.append(loss.detach())
         return {"losses/rnd": float(torch.stack(losses).mean())}
@@ -313,9 +318,14 @@ class RND(nn.Module):
     def get_extra_state(self) -> dict[str, Any]:
         if self.obs_rms is not None:
             self.flush()  # a checkpoint holds every observed step
-        return {"optimizer": self.optimizer.state_dict() if self.optimizer is not None else None}
+        return {
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "generator": self.generator.get_state(),
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"])
         if state.get("optimizer") is not None:
             _, _, _, optimizer = self._parts()
             # Optimizer.load_state_dict keeps the given moment tensors (same device and dtype):

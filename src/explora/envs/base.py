@@ -47,6 +47,7 @@ class VecEnv(abc.ABC):
     single_action_space: gym.Space
     grid_shape: tuple[int, int] | None = None
     has_success: bool = False
+    _async_actions: np.ndarray
 
     @abc.abstractmethod
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -55,6 +56,16 @@ class VecEnv(abc.ABC):
     @abc.abstractmethod
     def step(self, actions: np.ndarray) -> EnvStep:
         """Step every copy with ``actions`` ``[N, *action_shape]``."""
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start ``step(actions)``; ``step_wait`` returns its result. Backends that step on
+        their own threads (EnvPool) return at once, so the caller can work meanwhile; the
+        default defers the whole step to ``step_wait``."""
+        self._async_actions = actions
+
+    def step_wait(self) -> EnvStep:
+        """The result of the step ``step_async`` started."""
+        return self.step(self._async_actions)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources."""

@@ -83,9 +83,14 @@ class EnvPoolMiniGrid(VecEnv):
         return {"agent_pos": pos}
 
     def step(self, actions: np.ndarray) -> EnvStep:
-        obs, reward, terminated, truncated, info = self._env.step(
-            np.asarray(actions, dtype=np.int32), self._all_ids
-        )
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._env.send(np.asarray(actions, dtype=np.int32), self._all_ids)
+
+    def step_wait(self) -> EnvStep:
+        obs, reward, terminated, truncated, info = self._env.recv()
         image = obs["image"]
         out_info = self._info(info)
         out_info["direction"] = np.asarray(obs["direction"])
