@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/explora train --env MiniGrid-DoorKey-8x8-v0 --bonus rnd --frames 500000 --seed 1 --out runs/quickstart --overwrite
+	$(BIN)/explora train --env MiniGrid-DoorKey-8x8-v0 --bonus rnd --frames 1000000 --seed 1 --out runs/quickstart --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
