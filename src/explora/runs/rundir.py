@@ -288,7 +288,27 @@ def frames_to_success(
     return int(episodes[hits[0] + window - 1][0]) if len(hits) else None
 
 
-def _rolling(values: np.ndarray, window: int) -> np.ndarray:
+def read_episodes(path: str | os.PathLike[str]) -> list[tuple[int, float, int, float]]:
+    """``episodes.csv`` (a run directory or the file) as ``(frames at the end, return, length,
+    success)`` rows; success is NaN where the env defines none. Empty if there is no file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / EPISODES
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [
+            (
+                int(r["frames"]),
+                float(r["return"]),
+                int(r["length"]),
+                float(r["success"]) if r["success"] not in ("", None) else math.nan,
+            )
+            for r in csv.DictReader(f)
+        ]
+
+
+def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the last ``window`` values at each position (fewer at the start)."""
     sums = np.cumsum(np.insert(values, 0, 0.0))
     idx = np.arange(1, len(values) + 1)
@@ -309,15 +329,18 @@ def plot_learning_curve(
     fig, ax = plt.subplots(figsize=(6, 3.5))
     episodes_csv = metrics_csv.parent / EPISODES
     if episodes_csv.exists() and episodes_csv.stat().st_size > 0:
-        with episodes_csv.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_episodes(episodes_csv)
         if rows:
-            frames = np.array([float(r["frames"]) for r in rows])
-            returns = np.array([float(r["return"]) for r in rows])
-            success = np.array([float(r["success"]) for r in rows])
-            ax.plot(frames, _rolling(returns, window), label="episodic return", color="tab:blue")
+            frames = np.array([r[0] for r in rows], dtype=np.float64)
+            returns = np.array([r[1] for r in rows])
+            success = np.array([r[3] for r in rows])
+            ax.plot(
+                frames, rolling_mean(returns, window), label="episodic return", color="tab:blue"
+            )
             if np.isfinite(success).all():
-                ax.plot(frames, _rolling(success, window), label="success rate", color="tab:green")
+                ax.plot(
+                    frames, rolling_mean(success, window), label="success rate", color="tab:green"
+                )
             ax.legend(loc="best", title=f"mean of last {window} episodes")
     elif metrics_csv.exists():
         cols = read_metrics(metrics_csv)
