@@ -106,9 +106,96 @@ def train(
     print(f"metrics:        {run_dir / 'metrics.csv'}  (TensorBoard: {run_dir / 'tb'})")
 
 
+def bench(
+    suite: str,
+    store: Path = Path("bench/store.db"),
+    methods: list[str] | None = None,
+    seeds: int | None = None,
+    workers: int = 2,
+    backend: str = "local",
+    ray_address: str | None = None,
+    run_root: Path | None = None,
+    max_attempts: int = 3,
+    report: Path | None = None,
+    progress: bool = True,
+) -> None:
+    """Run a benchmark suite (every method x task x seed), then write its report.
+
+    Interrupt it at any time: running the same command again skips finished runs and resumes
+    the others from their last checkpoints.
+
+    Args:
+        suite: suite name (see `explora list`).
+        store: SQLite file indexing the runs; run directories go beside it.
+        methods: methods to compare (default: the suite's).
+        seeds: seeds per (method, task) (default: the suite's).
+        workers: runs at a time.
+        backend: local (child processes here) or ray.
+        ray_address: Ray cluster address for --backend ray (default: start a local Ray).
+        run_root: where run directories go (default: <store's folder>/runs).
+        max_attempts: a run that crashes this many times is recorded as failed.
+        report: HTML report path (default: <store's folder>/report.html).
+        progress: show the sweep's progress.
+    """
+    from explora.bench.sweep import sweep
+
+    rows = sweep(
+        suite,
+        store,
+        methods=methods,
+        seeds=seeds,
+        workers=workers,
+        backend=backend,
+        ray_address=ray_address,
+        run_root=run_root,
+        max_attempts=max_attempts,
+        progress=progress,
+    )
+    failed = [r for r in rows if r["status"] == "failed"]
+    for row in failed:
+        first = (row["error"] or "").splitlines()[:1]
+        print(f"failed: {row['method']} on {row['task']} seed {row['seed']}: {first}")
+    html, md = _write_report(store, report or store.parent / "report.html", rows=rows)
+    done = sum(r["status"] == "done" for r in rows)
+    print(f"{done} of {len(rows)} runs done, {len(failed)} failed; store: {store}")
+    print(f"report:  {html}")
+    print(f"summary: {md}")
+
+
+def _write_report(
+    store: Path, out: Path, rows: list[dict[str, Any]] | None = None
+) -> tuple[Path, Path]:
+    from explora.bench.report import write_report
+    from explora.bench.store import Store
+
+    if rows is None:
+        if not store.exists():
+            raise ValueError(f"no store at {store}; run `explora bench --store {store}` first")
+        db = Store(store)
+        rows = db.rows()
+        db.close()
+    if not rows:
+        raise ValueError(f"{store} holds no runs")
+    suites = sorted({r["suite"] for r in rows})
+    return write_report(rows, out, title=f"explora benchmark: {', '.join(suites)}")
+
+
+def report(store: Path = Path("bench/store.db"), out: Path = Path("bench/report.html")) -> None:
+    """Write the HTML report (and a Markdown summary beside it) of every run in a store.
+
+    Args:
+        store: SQLite file written by `explora bench`.
+        out: HTML file to write; the Markdown summary gets the same name with .md.
+    """
+    html, md = _write_report(store, out)
+    print(f"report:  {html}")
+    print(f"summary: {md}")
+
+
 def list_choices() -> None:
     """List every algo, bonus and env family with one line each."""
     from explora.agents import ALGOS
+    from explora.bench.suites import METHODS, SUITES
     from explora.bonuses import BONUSES
     from explora.envs import ENV_FAMILIES
 
@@ -121,19 +208,28 @@ def list_choices() -> None:
     section("algos:", {k: v.description for k, v in ALGOS.items()})
     section("bonuses:", {k: v[1] for k, v in sorted(BONUSES.items())})
     section("envs:", ENV_FAMILIES)
+    section(
+        "suites:",
+        {
+            k: f"{v.description} ({len(v.tasks)} tasks, methods {', '.join(v.methods)})"
+            for k, v in SUITES.items()
+        },
+    )
+    section("methods:", {k: v.description for k, v in METHODS.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
     from explora.agents import TrainingDiverged
+    from explora.bench.sweep import SweepLocked
 
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"train": train, "list": list_choices},
+            {"train": train, "bench": bench, "report": report, "list": list_choices},
             prog="explora",
             description="Exploration in deep RL: curiosity bonuses on fast vectorised envs.",
             args=argv,
         )
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, FileExistsError, SweepLocked) as err:
         print(f"explora: error: {err}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:

@@ -1,0 +1,200 @@
+"""Benchmark suites: tasks with fixed budgets, success rules and score references, and methods.
+
+A suite is a list of tasks and a default list of methods; a sweep runs every (method, task,
+seed). Everything a comparison depends on is fixed here, in code, before any run:
+
+- the frame **budget** of each task;
+- the **success rule**: a run solves a task at the first frame where the last 100 finished
+  episodes succeeded at least 90% of the time (MiniGrid: reward > 0; DeepSea: treasure reached);
+- the **score references** ``(low, high)``: a run's score is its final return (mean over the
+  last 10% of frames) mapped to ``(R - low) / (high - low)``. The references are properties of
+  the task, never of the runs being compared: for MiniGrid 0 (no success) and 1 (the return's
+  upper bound, 1 - 0.9 * steps / max_steps at zero steps); for DeepSea-N 0 (a policy that never
+  goes right) and 0.99 (the optimal return, treasure minus N moves right at 0.01 / N each).
+
+Example:
+    >>> suite = SUITES["quick"]
+    >>> [t.env_id for t in suite.tasks][:2]
+    ['DeepSea-20', 'MiniGrid-DoorKey-5x5-v0']
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """One environment with its budget and scoring."""
+
+    env_id: str
+    frames: int
+    score_low: float
+    score_high: float
+    success_threshold: float = 0.9
+    success_window: int = 100
+
+    def score(self, final_return: float | None) -> float | None:
+        if final_return is None:
+            return None
+        return (final_return - self.score_low) / (self.score_high - self.score_low)
+
+
+@dataclass(frozen=True)
+class Method:
+    """An agent and an optional bonus, with hyper-parameters over the presets."""
+
+    name: str
+    algo: str = "ppo"
+    bonus: str | None = None
+    algo_args: dict[str, Any] = field(default_factory=dict)
+    bonus_args: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    tasks: tuple[Task, ...]
+    methods: tuple[str, ...]
+    seeds: int = 3
+    algo_args: dict[str, Any] = field(default_factory=dict)
+    """hyper-parameters applied to every method of the suite (part of each run's key)"""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (suite, method, task, seed): the unit a sweep schedules, stores and resumes."""
+
+    suite: str
+    method: Method
+    task: Task
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Stable id: a hash of everything that determines the run."""
+        content = {
+            "method": asdict(self.method) | {"description": None},
+            "task": asdict(self.task),
+            "seed": self.seed,
+        }
+        blob = json.dumps(content, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def relative_dir(self) -> str:
+        return f"{self.suite}/{self.task.env_id}/{self.method.name}/seed{self.seed}"
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("ppo", description="PPO without a bonus"),
+        Method("ppo+rnd", bonus="rnd", description="PPO with RND (Burda et al. 2018)"),
+        Method("ppo+count", bonus="count", description="PPO with exact count bonus 1/sqrt(n)"),
+        Method(
+            "ppo+simhash",
+            bonus="simhash",
+            description="PPO with SimHash counts (Tang et al. 2017)",
+        ),
+    )
+}
+
+
+def _minigrid(env_id: str, frames: int) -> Task:
+    return Task(f"MiniGrid-{env_id}-v0", frames, score_low=0.0, score_high=1.0)
+
+
+def _deepsea(n: int, episodes: int = 10_000) -> Task:
+    return Task(f"DeepSea-{n}", episodes * n, score_low=0.0, score_high=0.99)
+
+
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in (
+        Suite(
+            "quick",
+            "3 small tasks x 3 methods x 3 seeds, minutes on 2 cores",
+            tasks=(
+                _deepsea(20, episodes=4_000),
+                _minigrid("DoorKey-5x5", 150_000),
+                _minigrid("DoorKey-8x8", 800_000),
+            ),
+            methods=("ppo", "ppo+rnd", "ppo+count"),
+        ),
+        Suite(
+            "minigrid-hard",
+            "MiniGrid hard exploration: DoorKey, MultiRoom, KeyCorridor, ObstructedMaze",
+            tasks=(
+                _minigrid("DoorKey-8x8", 1_000_000),
+                _minigrid("DoorKey-16x16", 5_000_000),
+                _minigrid("MultiRoom-N4-S5", 2_000_000),
+                _minigrid("MultiRoom-N6", 10_000_000),
+                _minigrid("KeyCorridorS3R3", 3_000_000),
+                _minigrid("KeyCorridorS4R3", 10_000_000),
+                _minigrid("KeyCorridorS5R3", 20_000_000),
+                _minigrid("ObstructedMaze-1Dlh", 10_000_000),
+                _minigrid("ObstructedMaze-2Dlh", 20_000_000),
+            ),
+            methods=("ppo", "ppo+rnd", "ppo+count", "ppo+simhash"),
+            seeds=5,
+        ),
+        Suite(
+            "deepsea",
+            "DeepSea N = 10..50 step 2 (bsuite's sweep), then 60..100; 10,000 episodes each",
+            tasks=tuple(_deepsea(n) for n in (*range(10, 52, 2), 60, 70, 80, 90, 100)),
+            methods=("ppo", "ppo+rnd", "ppo+count"),
+            seeds=3,
+        ),
+        Suite(
+            "smoke",
+            "two tiny DeepSea tasks for tests of the sweep machinery (seconds)",
+            tasks=(_deepsea(6, episodes=2_000), _deepsea(8, episodes=2_000)),
+            methods=("ppo", "ppo+count"),
+            seeds=2,
+            algo_args={"checkpoint_every": 4},  # so that killed runs resume mid-way
+        ),
+    )
+}
+
+
+def _unknown(kind: str, name: str, choices: list[str]) -> ValueError:
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint}; choose one of: {', '.join(choices)}")
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise _unknown("suite", name, list(SUITES))
+    return SUITES[name]
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise _unknown("method", name, list(METHODS))
+    return METHODS[name]
+
+
+def plan(suite: str, methods: list[str] | None = None, seeds: int | None = None) -> list[RunSpec]:
+    """Every run of ``suite`` (with ``methods`` / ``seeds`` instead of its defaults), checked
+    before anything runs."""
+    spec = get_suite(suite)
+    chosen = [get_method(m) for m in (methods or spec.methods)]
+    if spec.algo_args:
+        chosen = [replace(m, algo_args=spec.algo_args | m.algo_args) for m in chosen]
+    n_seeds = spec.seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {n_seeds}")
+    return [
+        RunSpec(spec.name, method, task, seed)
+        for task in spec.tasks
+        for method in chosen
+        for seed in range(n_seeds)
+    ]

@@ -1,0 +1,236 @@
+"""Sweeps: the store indexes every run exactly once, through killed workers, a killed parent,
+a second run of the same command, and the Ray backend."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from explora.bench.store import Store
+from explora.bench.suites import plan
+from explora.bench.sweep import SweepLocked, _exclusive, sweep
+from explora.cli import main
+from explora.runs.rundir import read_metrics
+
+SMOKE_RUNS = len(plan("smoke"))  # 2 tasks x 2 methods x 2 seeds
+
+
+def bench_command(store: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "explora.cli",
+        "bench",
+        "--suite",
+        "smoke",
+        "--store",
+        str(store),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def train_processes(run_root: Path) -> list[int]:
+    """Live ``explora train`` processes writing under ``run_root``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"train" in cmd and any(str(run_root).encode() in c for c in cmd):
+                pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def statuses(store: Path) -> dict[str, int]:
+    """Runs per status; empty until the sweep has created the store."""
+    if not store.exists():
+        return {}
+    try:
+        with sqlite3.connect(store) as db:
+            query = "SELECT status, COUNT(*) FROM runs GROUP BY status"
+            return dict(db.execute(query).fetchall())
+    except sqlite3.OperationalError:  # the table is not there yet
+        return {}
+
+
+def check_complete(store: Path) -> list[dict]:
+    """Every run of the suite is in the store once, done, with its summary and a clean
+    metrics table (no frame logged twice, as a run restarted from scratch over its old files
+    or a resume that kept rows past its checkpoint would leave)."""
+    db = Store(store)
+    rows = db.rows()
+    db.close()
+    assert len(rows) == SMOKE_RUNS
+    assert len({r["key"] for r in rows}) == SMOKE_RUNS
+    assert {(r["method"], r["task"], r["seed"]) for r in rows} == {
+        (r.method.name, r.task.env_id, r.seed) for r in plan("smoke")
+    }
+    for row in rows:
+        assert row["status"] == "done", row
+        run_dir = Path(row["run_dir"])
+        assert (run_dir / "summary.json").exists()
+        frames = [int(f) for f in read_metrics(run_dir / "metrics.csv")["frames"]]
+        assert frames == sorted(set(frames)), f"{run_dir}: frames logged twice"
+        assert row["frames"] == frames[-1]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """One complete smoke sweep through the CLI, shared by the tests that only read it."""
+    store = tmp_path_factory.mktemp("bench") / "store.db"
+    done = subprocess.run(bench_command(store), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return store, done.stdout
+
+
+def test_sweep_runs_every_run_and_reports(finished_sweep):
+    store, stdout = finished_sweep
+    rows = check_complete(store)
+    assert all(r["score"] is not None and r["fps"] > 0 for r in rows)
+    assert f"{SMOKE_RUNS} of {SMOKE_RUNS} runs done, 0 failed" in stdout
+    assert "report:" in stdout and (store.parent / "report.html").exists()
+
+
+def test_running_the_same_command_again_runs_nothing(finished_sweep):
+    store, _ = finished_sweep
+    summaries = sorted(store.parent.glob("runs/**/summary.json"))
+    before = {p: p.stat().st_mtime_ns for p in summaries}
+    started = time.monotonic()
+    assert main(["bench", "--suite", "smoke", "--store", str(store), "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in summaries} == before
+    assert time.monotonic() - started < 60
+    check_complete(store)
+
+
+def test_killed_worker_is_recorded_retried_and_resumed(tmp_path):
+    store = tmp_path / "store.db"
+    parent = subprocess.Popen(bench_command(store, "--workers", "1"), stdout=subprocess.PIPE)
+    run_root = tmp_path / "runs"
+    # Kill the first run once it has written a checkpoint, so the retry must resume it.
+    wait_for(lambda: any(run_root.glob("**/checkpoints/last.pt")), what="a checkpoint")
+    victims = train_processes(run_root)
+    assert len(victims) == 1
+    os.kill(victims[0], signal.SIGKILL)
+    assert parent.wait(timeout=300) == 0
+    rows = check_complete(store)
+    retried = [r for r in rows if r["attempts"] == 1]
+    assert len(retried) == 1 and all(r["attempts"] == 0 for r in rows if r not in retried)
+    log = (run_root / "logs" / f"{retried[0]['key']}.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_killed_parent_loses_nothing_and_the_rerun_completes(tmp_path):
+    store = tmp_path / "store.db"
+    run_root = tmp_path / "runs"
+    parent = subprocess.Popen(bench_command(store), stdout=subprocess.DEVNULL)
+    wait_for(lambda: statuses(store).get("done", 0) >= 1, what="a finished run")
+    wait_for(lambda: len(train_processes(run_root)) >= 1, what="a running run")
+    finished = {
+        r["key"]: Path(r["run_dir"]) / "summary.json"
+        for r in Store(store).rows()
+        if r["status"] == "done"
+    }
+    stamps = {k: p.stat().st_mtime_ns for k, p in finished.items()}
+    parent.kill()
+    parent.wait()
+    # The workers die with their parent: nothing keeps writing to the runs.
+    wait_for(lambda: not train_processes(run_root), timeout=10, what="workers to exit")
+    assert statuses(store).get("running", 0) >= 1  # left behind by the killed sweep
+    rerun = subprocess.run(bench_command(store), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    check_complete(store)
+    # Runs finished before the kill were not run again.
+    assert {k: p.stat().st_mtime_ns for k, p in finished.items()} == stamps
+
+
+def test_a_crashing_run_is_recorded_with_its_error(tmp_path, monkeypatch):
+    # Every worker crashes: the sweep still ends, each run failed after max_attempts tries
+    # with the worker's last words kept.
+    from explora.bench import sweep as sweep_module
+
+    crash = [sys.executable, "-c", "raise SystemExit('worker crashed on purpose')"]
+    monkeypatch.setattr(sweep_module, "train_command", lambda run, run_dir: crash)
+    rows = sweep("smoke", tmp_path / "store.db", methods=["ppo"], seeds=1, max_attempts=2,
+                 progress=False)  # fmt: skip
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(r["attempts"] == 2 for r in rows)
+    assert all("exit code 1" in r["error"] and "on purpose" in r["error"] for r in rows)
+
+
+def test_second_sweep_on_the_same_store_refuses(tmp_path):
+    store = tmp_path / "store.db"
+    with _exclusive(store), pytest.raises(SweepLocked, match="another sweep is using"):
+        sweep("smoke", store, progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--suite", "quik"], "unknown suite 'quik' (did you mean 'quick'?); choose one of"),
+        (["--suite", "smoke", "--methods", "ppo+rdn"], "unknown method 'ppo+rdn'"),
+        (["--suite", "smoke", "--backend", "slurm"], "unknown backend 'slurm'"),
+        (["--suite", "smoke", "--methods", "ppo+rnd", "--seeds", "0"], "seeds must be >= 1"),
+    ],
+)
+def test_bad_sweep_input_fails_before_anything_runs(tmp_path, capsys, args, message):
+    store = tmp_path / "store.db"
+    assert main(["bench", *args, "--store", str(store), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not store.exists()
+
+
+def test_impossible_method_task_combination_fails_before_anything_runs(tmp_path, capsys):
+    from explora.bench import suites
+
+    task = suites.Task("CartPole-v1", 10_000, score_low=0, score_high=500)
+    suite = suites.Suite("float-obs", "test", tasks=(task,), methods=("ppo+count",))
+    suites.SUITES["float-obs"] = suite
+    try:
+        store = tmp_path / "store.db"
+        assert main(["bench", "--suite", "float-obs", "--store", str(store)]) == 2
+        err = capsys.readouterr().err
+        assert "method ppo+count cannot run CartPole-v1" in err and "simhash" in err
+        assert not store.exists()
+    finally:
+        del suites.SUITES["float-obs"]
+
+
+def test_ray_backend_runs_the_same_sweep(tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        rows = sweep("smoke", tmp_path / "store.db", methods=["ppo"], backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert [r["status"] for r in rows] == ["done"] * 4
+    assert all(Path(r["run_dir"], "summary.json").exists() for r in rows)
