@@ -139,18 +139,26 @@ def bench(
     """
     from explora.bench.sweep import sweep
 
-    rows = sweep(
-        suite,
-        store,
-        methods=methods,
-        seeds=seeds,
-        workers=workers,
-        backend=backend,
-        ray_address=ray_address,
-        run_root=run_root,
-        max_attempts=max_attempts,
-        progress=progress,
-    )
+    try:
+        rows = sweep(
+            suite,
+            store,
+            methods=methods,
+            seeds=seeds,
+            workers=workers,
+            backend=backend,
+            ray_address=ray_address,
+            run_root=run_root,
+            max_attempts=max_attempts,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            "explora: sweep interrupted; finished runs are kept in the store. Run the same "
+            "command again to resume the others from their checkpoints.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     failed = [r for r in rows if r["status"] == "failed"]
     for row in failed:
         first = (row["error"] or "").splitlines()[:1]

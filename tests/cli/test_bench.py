@@ -174,6 +174,22 @@ def test_killed_parent_loses_nothing_and_the_rerun_completes(tmp_path):
     assert {k: p.stat().st_mtime_ns for k, p in finished.items()} == stamps
 
 
+def test_ctrl_c_stops_the_workers_and_the_same_command_resumes(tmp_path):
+    store = tmp_path / "store.db"
+    run_root = tmp_path / "runs"
+    parent = subprocess.Popen(bench_command(store), stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(run_root.glob("**/checkpoints/last.pt")), what="a checkpoint")
+    parent.send_signal(signal.SIGINT)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130
+    assert "Run the same command again" in err
+    assert not train_processes(run_root)
+    assert statuses(store).get("running", 0) == 0  # interrupted runs went back to pending
+    rerun = subprocess.run(bench_command(store), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    check_complete(store)
+
+
 def test_a_crashing_run_is_recorded_with_its_error(tmp_path, monkeypatch):
     # Every worker crashes: the sweep still ends, each run failed after max_attempts tries
     # with the worker's last words kept.
