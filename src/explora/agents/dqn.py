@@ -1,0 +1,417 @@
+"""DQN and bootstrapped DQN with randomized prior functions, readable top to bottom.
+
+DQN (Mnih et al. 2015, "Human-level control through deep RL"): experience replay, a target
+network copied every ``target_update_every`` gradient steps, epsilon-greedy exploration with a
+linear schedule, Huber loss. Options: Boltzmann exploration, the Double-DQN target (van Hasselt
+et al. 2016), n-step returns, NoisyNet layers (Fortunato et al. 2018) in place of epsilon.
+
+Bootstrapped DQN (Osband et al. 2016) with randomized prior functions (Osband et al. 2018), as in
+bsuite's ``boot_dqn`` reference agent: K heads ``Q_k = f_k + beta * p_k`` (p_k fixed), each
+transition stored with a Bernoulli(``mask_prob``) mask per head, head k trained only where its
+mask is 1, and one head sampled per episode (per env copy) and followed greedily: deep
+exploration by Thompson sampling over the ensemble. ``BootDQNConfig`` holds bsuite's defaults.
+
+Both are one loop over vector steps of N env copies: act, step, store, and every
+``train_every`` vector steps take ``gradient_steps`` Adam steps on sampled batches. Targets use
+n-step returns that stop at episode ends (``explora.agents.replay``): a termination does not
+bootstrap; a truncation bootstraps from the true final observation.
+
+A bonus adds ``int_coef * r_int / std(r_int)`` to the reward (std: running std of the raw bonus):
+an episodic bonus (``bonus.episodic``, e.g. ``FirstVisit``) is observed and computed as each
+step happens and stored; a lifelong one (RND, counts) is computed on each sampled batch, so it
+reflects the bonus's current state, and trained on it (``bonus.update``).
+
+Example:
+    >>> from explora.envs import make
+    >>> env = make("CartPole-v1", num_envs=4, seed=0)
+    >>> result = train_dqn(env, DQNConfig(total_frames=50_000))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from explora.agents.ppo import NullRun, TrainingDiverged
+from explora.agents.replay import Batch, ReplayBuffer
+from explora.bonuses.base import Bonus, RunningMeanStd, Transitions
+from explora.envs.base import VecEnv
+from explora.models.ensemble import EnsembleQ, as_inputs
+from explora.models.optim import clip_grad_norm
+from explora.runs.episodes import EpisodeTracker
+
+EXPLORATION = ("epsilon-greedy", "boltzmann", "noisy", "thompson-heads")
+LOSSES = ("huber", "mse")
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """DQN hyper-parameters. Defaults are tuned on CartPole-v1 from CleanRL's classic-control
+    DQN (which trains 500k frames): a shorter warm-up and schedule, lr 1e-3, 3-step returns and
+    a target copy every 100 steps solve it in 60k frames (3 of 3 seeds)."""
+
+    total_frames: int = 60_000
+    """environment frames to train for"""
+    num_envs: int = 4
+    """parallel environment copies; each vector step adds num_envs transitions"""
+    buffer_size: int = 50_000
+    """replay capacity in transitions (rounded down to whole vector steps)"""
+    batch_size: int = 128
+    """transitions per gradient step"""
+    learning_rate: float = 1e-3
+    """Adam step size"""
+    adam_eps: float = 1e-8
+    """Adam epsilon"""
+    gamma: float = 0.99
+    """discount"""
+    n_step: int = 3
+    """steps of real reward before bootstrapping (1: the one-step target of Mnih et al.)"""
+    double_q: bool = True
+    """Double-DQN target: the online network picks the next action, the target net values it"""
+    target_update_every: int = 100
+    """gradient steps between copies of the online network into the target network"""
+    train_every: int = 1
+    """vector steps between training phases"""
+    gradient_steps: int = 1
+    """Adam steps per training phase"""
+    learning_starts: int = 1_000
+    """frames of random actions before training (and before the schedule starts)"""
+    exploration: str = "epsilon-greedy"
+    """epsilon-greedy, boltzmann, noisy (NoisyNet layers, no epsilon) or thompson-heads
+    (one ensemble head per episode, greedy; bootstrapped DQN)"""
+    epsilon_start: float = 1.0
+    """epsilon at learning_starts"""
+    epsilon_end: float = 0.01
+    """epsilon after the decay"""
+    epsilon_decay_frames: int = 15_000
+    """frames over which epsilon falls linearly from start to end"""
+    temperature: float = 1.0
+    """Boltzmann temperature: actions drawn from softmax(Q / temperature)"""
+    loss: str = "huber"
+    """TD loss: huber (Mnih et al.'s error clipping) or mse"""
+    max_grad_norm: float | None = 10.0
+    """global gradient-norm clip (None: off)"""
+    hidden: tuple[int, ...] = (120, 84)
+    """hidden layer widths of each Q-network head"""
+    num_heads: int = 1
+    """ensemble heads (1: DQN)"""
+    prior_scale: float = 0.0
+    """beta of the randomized prior functions (0: none)"""
+    mask_prob: float = 1.0
+    """probability that a head trains on a transition (bootstrap mask)"""
+    ext_coef: float = 1.0
+    """weight of the extrinsic reward"""
+    int_coef: float = 1.0
+    """weight of the normalised bonus (ignored without one)"""
+    torch_threads: int = 1
+    """CPU threads for torch (one is fastest for these small networks on 2 cores)"""
+    log_every: int = 2_000
+    """frames between metric rows"""
+    checkpoint_every: int = 50
+    """metric rows between checkpoints (replay included; a final one is always written)"""
+    seed: int = 0
+    """seed of torch, numpy and the env copies"""
+
+    @property
+    def vector_steps(self) -> int:
+        return max(1, self.total_frames // self.num_envs)
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work, before anything is built."""
+        for name in ("num_envs", "batch_size", "n_step", "target_update_every", "train_every",
+                     "gradient_steps", "num_heads", "log_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.exploration not in EXPLORATION:
+            raise ValueError(
+                f"unknown exploration {self.exploration!r}; choose one of: {', '.join(EXPLORATION)}"
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.exploration == "thompson-heads" and self.num_heads < 2:
+            raise ValueError("exploration='thompson-heads' needs num_heads >= 2")
+        if self.exploration == "noisy" and self.num_heads != 1:
+            raise ValueError("NoisyNet exploration is for a single head (num_heads=1)")
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if self.buffer_size // self.num_envs < self.n_step:
+            raise ValueError(
+                f"buffer_size {self.buffer_size} holds fewer than n_step={self.n_step} vector "
+                f"steps of {self.num_envs} envs"
+            )
+        if self.total_frames < self.num_envs:
+            raise ValueError(f"total_frames {self.total_frames} < num_envs {self.num_envs}")
+
+
+@dataclass(frozen=True)
+class BootDQNConfig(DQNConfig):
+    """Bootstrapped DQN with randomized priors; defaults of bsuite's ``boot_dqn`` agent
+    (``bsuite/baselines/jax/boot_dqn/agent.py``: 20 heads of MLP [50, 50], prior scale 5,
+    Adam 1e-3, batch 128, replay 10,000, training from 128 stored transitions, one SGD step per
+    step, target copy every 4 SGD steps, mask_prob 1.0, no epsilon, MSE loss, one-step
+    Q-learning target). Deviation: with N env copies an SGD step follows every vector step of N
+    transitions (bsuite: every transition, N = 1 there)."""
+
+    num_envs: int = 1
+    buffer_size: int = 10_000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    double_q: bool = False
+    target_update_every: int = 4
+    learning_starts: int = 128
+    exploration: str = "thompson-heads"
+    epsilon_start: float = 0.0
+    epsilon_end: float = 0.0
+    loss: str = "mse"
+    max_grad_norm: float | None = None
+    hidden: tuple[int, ...] = (50, 50)
+    num_heads: int = 20
+    prior_scale: float = 5.0
+    mask_prob: float = 1.0
+    n_step: int = 1
+
+
+def epsilon_at(cfg: DQNConfig, frames: int) -> float:
+    """The linear epsilon schedule: start at learning_starts, end after the decay."""
+    if cfg.exploration != "epsilon-greedy":
+        return cfg.epsilon_end if cfg.exploration == "thompson-heads" else 0.0
+    progress = (frames - cfg.learning_starts) / max(1, cfg.epsilon_decay_frames)
+    progress = min(max(progress, 0.0), 1.0)
+    return cfg.epsilon_start + progress * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+def greedy(q: Tensor, rng: np.random.Generator) -> np.ndarray:
+    """Argmax per row of ``q`` ``[B, A]``, ties broken uniformly at random."""
+    noise = torch.from_numpy(rng.random(q.shape, dtype=np.float32))
+    best = q == q.max(dim=-1, keepdim=True).values
+    return torch.where(best, noise, -1.0).argmax(-1).numpy()
+
+
+def td_targets(online: nn.Module, target: nn.Module, batch: Batch, rewards: Tensor,
+               double_q: bool) -> Tensor:  # fmt: skip
+    """``[K, B]``: ``rewards + discount * Q_target_k(s', a*)``, where a* is the target head's
+    argmax, or the online head's with double_q."""
+    with torch.no_grad():
+        x = as_inputs(batch.next_obs)
+        q_next = target(x)  # [K, B, A]
+        chooser = online(x) if double_q else q_next
+        best = chooser.argmax(-1, keepdim=True)
+        next_value = q_next.gather(-1, best).squeeze(-1)
+        return rewards.unsqueeze(0) + batch.discount.unsqueeze(0) * next_value
+
+
+def td_loss(q: Tensor, actions: Tensor, targets: Tensor, masks: Tensor | None, kind: str) -> Tensor:
+    """Mean over the batch of each head's masked TD loss, summed over heads (each head's
+    gradient is its own loss's, as if trained alone)."""
+    taken = q.gather(-1, actions.view(1, -1, 1).expand(q.shape[0], -1, 1)).squeeze(-1)
+    if kind == "huber":
+        per = nn.functional.smooth_l1_loss(taken, targets, reduction="none")
+    else:
+        per = (taken - targets).square()
+    if masks is not None:
+        per = per * masks.T  # masks [B, K]
+    return per.mean(dim=1).sum()
+
+
+def train_dqn(
+    env: VecEnv, config: DQNConfig, bonus: Bonus | None = None, run: Any = None
+) -> dict[str, Any]:
+    """Train (bootstrapped) DQN on ``env`` (``config.num_envs`` copies, discrete actions).
+
+    ``run`` receives metrics, progress and checkpoints (an ``explora.runs.RunDir``); when it
+    holds a checkpoint, training resumes from it, replay included. Returns the same figures as
+    ``train_ppo`` plus ``bad_episodes`` where the env reports them (DeepSea).
+    """
+    cfg = config
+    cfg.check()
+    run = run or NullRun()
+    if env.num_envs != cfg.num_envs:
+        raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {cfg.num_envs}")
+    obs_space, act_space = env.single_observation_space, env.single_action_space
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise ValueError(f"DQN needs Discrete actions, got {act_space}; use --algo ppo")
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    if bonus is not None:
+        bonus.setup(obs_space, act_space, cfg.num_envs)
+    rng = np.random.default_rng(cfg.seed)
+    N, K, A = cfg.num_envs, cfg.num_heads, int(act_space.n)
+    obs_shape = tuple(obs_space.shape or ())
+    in_dim = int(np.prod(obs_shape)) if obs_shape else 1
+
+    net = EnsembleQ(in_dim, A, K, cfg.hidden, cfg.prior_scale, noisy=cfg.exploration == "noisy")
+    target = copy.deepcopy(net).requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+    replay = ReplayBuffer(
+        max(cfg.n_step, cfg.buffer_size // N),
+        N,
+        obs_shape,
+        obs_space.dtype,
+        num_heads=K if K > 1 else 0,
+    )
+    int_rms = RunningMeanStd(shape=())
+    tracker = EpisodeTracker(N, env.grid_shape)
+    frames, grad_steps, first_step, wall_offset = 0, 0, 0, 0.0
+
+    state = run.load_checkpoint()
+    if state is not None:
+        net.load_state_dict(state["net"])
+        target.load_state_dict(state["target"])
+        optimizer.load_state_dict(state["optimizer"])
+        replay.load_state_dict(state["replay"])
+        int_rms.load_state_dict(state["int_rms"])
+        tracker.load_state_dict(state["tracker"])
+        if bonus is not None and state.get("bonus") is not None:
+            bonus.load_state_dict(state["bonus"])
+        frames, grad_steps = int(state["frames"]), int(state["grad_steps"])
+        first_step, wall_offset = int(state["step"]), float(state["wall_time_s"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+
+    obs, info = env.reset(seed=cfg.seed + 7919 * first_step)
+    tracker.record_positions(info)
+    heads = rng.integers(0, K, size=N)  # the head each copy follows this episode
+    start_time, frames_at_start = time.perf_counter(), frames
+    log_every_steps = max(1, cfg.log_every // N)
+    losses: list[Tensor] = []
+    summary_metrics: dict[str, float] = {}
+
+    def learn() -> None:
+        nonlocal grad_steps
+        batch = replay.sample(cfg.batch_size, cfg.n_step, cfg.gamma, rng)
+        rewards = cfg.ext_coef * batch.returns
+        if bonus is not None:
+            if bonus.episodic:
+                raw = batch.int_returns  # stored as the steps happened
+            else:  # lifelong: the bonus as it is now, on every step of each window
+                window = Transitions(
+                    obs=batch.window_next_obs,
+                    actions=batch.actions.expand(cfg.n_step, -1),
+                    next_obs=batch.window_next_obs,
+                    ext_rewards=torch.zeros_like(batch.window_weights),
+                    terminated=batch.window_terminated,
+                    truncated=batch.window_truncated,
+                )
+                r_int = bonus.compute(window).float()
+                int_rms.update(r_int[0].reshape(-1))
+                raw = (batch.window_weights * r_int).sum(0)
+                bonus.update(window)
+            rewards = rewards + cfg.int_coef * raw / math.sqrt(float(int_rms.var) + 1e-8)
+        targets = td_targets(net, target, batch, rewards, cfg.double_q)
+        q = net(as_inputs(batch.obs))
+        loss = td_loss(q, batch.actions, targets, batch.masks, cfg.loss)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"DQN loss became {loss.item()} at {frames} frames; the last good checkpoint "
+                "is kept. Try a lower learning_rate or int_coef."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            clip_grad_norm(params, cfg.max_grad_norm)
+        optimizer.step()
+        losses.append(loss.detach())
+        grad_steps += 1
+        if grad_steps % cfg.target_update_every == 0:
+            target.load_state_dict(net.state_dict())
+
+    for step_index in range(first_step, cfg.vector_steps):
+        # ---- act ---------------------------------------------------------------------
+        if frames < cfg.learning_starts and cfg.exploration != "thompson-heads":
+            actions = rng.integers(0, A, size=N)
+        else:
+            with torch.no_grad():
+                if cfg.exploration == "noisy":
+                    net.reset_noise()
+                q_all = net(as_inputs(torch.from_numpy(obs)))  # [K, N, A]
+                q = q_all[torch.from_numpy(heads), torch.arange(N)]  # each copy's head
+            if cfg.exploration == "boltzmann":
+                probs = torch.softmax(q / cfg.temperature, dim=-1)
+                actions = torch.multinomial(probs, 1).squeeze(-1).numpy()
+            else:
+                actions = greedy(q, rng)
+                explore = rng.random(N) < epsilon_at(cfg, frames)
+                actions = np.where(explore, rng.integers(0, A, size=N), actions)
+        # ---- step and store ----------------------------------------------------------
+        step = env.step(actions)
+        frames += N
+        tracker.step(step, frames)
+        ended = step.terminated | step.truncated
+        int_rewards = None
+        if bonus is not None:
+            one = Transitions.one_step(obs, actions, step)
+            bonus.observe(one)
+            if bonus.episodic:
+                r = bonus.compute(one).float()[0]
+                int_rms.update(r)
+                int_rewards = r.numpy()
+        masks = rng.binomial(1, cfg.mask_prob, size=(N, K)).astype(np.float32) if K > 1 else None
+        replay.add(obs, actions, step.reward, step.terminated, step.truncated, step.final_obs,
+                   int_rewards, masks)  # fmt: skip
+        heads[ended] = rng.integers(0, K, size=int(ended.sum()))  # a new head per episode
+        obs = step.obs
+        # ---- learn -------------------------------------------------------------------
+        if (
+            frames >= cfg.learning_starts
+            and replay.can_sample(cfg.n_step)
+            and step_index % cfg.train_every == 0
+        ):
+            for _ in range(cfg.gradient_steps):
+                learn()
+        # ---- log and checkpoint ------------------------------------------------------
+        last = step_index + 1 >= cfg.vector_steps
+        if (step_index + 1) % log_every_steps == 0 or last:
+            elapsed = time.perf_counter() - start_time
+            episodes = tracker.drain()
+            metrics = {
+                "charts/episodic_return": episodes["episodic_return"],
+                "charts/episodic_length": episodes["episodic_length"],
+                "charts/success_rate": episodes["success_rate"],
+                "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
+                "charts/epsilon": epsilon_at(cfg, frames),
+                "losses/td": float(torch.stack(losses).mean()) if losses else math.nan,
+                "losses/gradient_steps": float(grad_steps),
+            }
+            if tracker.unique_states is not None:
+                metrics["charts/unique_states"] = float(tracker.unique_states)
+            losses.clear()
+            run.log(frames, metrics)
+            run.progress(frames, metrics)
+            summary_metrics = metrics
+            rows = (step_index + 1) // log_every_steps
+            if rows % cfg.checkpoint_every == 0 or last:
+                run.save_checkpoint(
+                    {
+                        "net": net.state_dict(),
+                        "target": target.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "replay": replay.state_dict(),
+                        "int_rms": int_rms.state_dict(),
+                        "tracker": tracker.state_dict(),
+                        "bonus": bonus.state_dict() if bonus is not None else None,
+                        "frames": frames,
+                        "grad_steps": grad_steps,
+                        "step": step_index + 1,
+                        "wall_time_s": wall_offset + time.perf_counter() - start_time,
+                        "torch_rng": torch.get_rng_state(),
+                        "numpy_rng": rng.bit_generator.state,
+                        "config": asdict(cfg),
+                    }
+                )
+
+    wall = wall_offset + time.perf_counter() - start_time
+    return {
+        **tracker.result(frames, wall, env.has_success, bonus),
+        "last_metrics": summary_metrics,
+        "agent": net,
+    }

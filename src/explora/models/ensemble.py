@@ -1,0 +1,144 @@
+"""Q-networks as an ensemble of K independent MLPs evaluated in one batched call.
+
+``EnsembleQ`` holds K heads (K = 1 for DQN), each an MLP on the flattened observation; with
+``prior_scale > 0`` every head adds a fixed, randomly initialised prior network of the same shape
+(Osband et al. 2018, "Randomized Prior Functions for Deep RL"):
+
+    Q_k(s, .) = f_k(s, .) + prior_scale * p_k(s, .)        p_k never trained
+
+Layers are ``EnsembleLinear``: weights ``[K, in, out]`` applied with one batched matmul, so 20
+heads cost about what one wider layer does. With ``noisy=True`` a layer is a factorised-Gaussian
+NoisyNet layer (Fortunato et al. 2018): ``W = mu_W + sigma_W * (f(e_out) f(e_in)^T)``, f(x) =
+sign(x) sqrt(|x|), sigma initialised to ``sigma0 / sqrt(in)`` with sigma0 = 0.5, new noise drawn
+by ``reset_noise``.
+
+Example:
+    >>> q = EnsembleQ(in_dim=4, num_actions=2, heads=3, hidden=(16, 16), prior_scale=3.0)
+    >>> q(torch.zeros(5, 4)).shape
+    torch.Size([3, 5, 2])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers; input ``[K, B, in]`` or ``[B, in]`` (shared by all)."""
+
+    eps_in: Tensor
+    eps_out: Tensor
+
+    def __init__(
+        self, heads: int, in_dim: int, out_dim: int, noisy: bool = False, sigma0: float = 0.5
+    ) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)  # torch's nn.Linear default range
+        self.weight = nn.Parameter(torch.empty(heads, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim).uniform_(-bound, bound))
+        self.noisy = noisy
+        if noisy:
+            sigma = sigma0 / math.sqrt(in_dim)
+            self.weight_sigma = nn.Parameter(torch.full((heads, in_dim, out_dim), sigma))
+            self.bias_sigma = nn.Parameter(torch.full((heads, 1, out_dim), sigma))
+            self.register_buffer("eps_in", torch.zeros(heads, in_dim, 1))
+            self.register_buffer("eps_out", torch.zeros(heads, 1, out_dim))
+            self.reset_noise()
+
+    @staticmethod
+    def _scaled(x: Tensor) -> Tensor:
+        return x.sign() * x.abs().sqrt()
+
+    def reset_noise(self) -> None:
+        if self.noisy:
+            self.eps_in.copy_(self._scaled(torch.randn_like(self.eps_in)))
+            self.eps_out.copy_(self._scaled(torch.randn_like(self.eps_out)))
+
+    def forward(self, x: Tensor | OneHot) -> Tensor:
+        if isinstance(x, OneHot):  # x @ W for one-hot rows is a row lookup
+            return self._lookup(x)
+        weight: Tensor = self.weight
+        bias: Tensor = self.bias
+        if self.noisy:
+            weight = weight + self.weight_sigma * (self.eps_in * self.eps_out)
+            bias = bias + self.bias_sigma * self.eps_out
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
+
+    def _lookup(self, x: OneHot) -> Tensor:
+        weight: Tensor = self.weight
+        if self.noisy:
+            weight = weight + self.weight_sigma * (self.eps_in * self.eps_out)
+        rows = weight.index_select(1, x.hot) * x.present.view(1, -1, 1)
+        bias = self.bias + self.bias_sigma * self.eps_out if self.noisy else self.bias
+        return rows + bias
+
+
+class OneHot(NamedTuple):
+    """A batch of rows that are one-hot or all zero, stored as the hot position: ``x @ W`` is
+    then ``W[index]`` (zero where ``present`` is 0), which costs a lookup instead of a matmul
+    over the full width (DeepSea-N's N x N one-hot observation)."""
+
+    hot: Tensor  # [B] long
+    present: Tensor  # [B] float, 1 where the row has its one, 0 for an all-zero row
+
+
+def as_inputs(obs: Tensor) -> Tensor | OneHot:
+    """``[B, *shape]`` observations as network inputs: ``OneHot`` when every entry is 0 or 1
+    and no row has more than one 1, else flattened float32."""
+    flat = obs.reshape(obs.shape[0], -1)
+    if flat.dtype in (torch.uint8, torch.bool):
+        counts = flat.sum(dim=1, dtype=torch.int64)
+        if bool((counts <= 1).all()) and int(flat.max()) <= 1:
+            return OneHot(flat.argmax(dim=1), counts.float())
+    return flat.float()
+
+
+def _mlp(heads: int, sizes: list[int], noisy: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(EnsembleLinear(heads, a, b, noisy=noisy))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class EnsembleQ(nn.Module):
+    """``[B, in_dim]`` float inputs (or ``OneHot``, see ``as_inputs``) -> ``[K, B, num_actions]``
+    Q-values."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_actions: int,
+        heads: int = 1,
+        hidden: tuple[int, ...] = (64, 64),
+        prior_scale: float = 0.0,
+        noisy: bool = False,
+    ) -> None:
+        super().__init__()
+        sizes = [in_dim, *hidden, num_actions]
+        self.heads = heads
+        self.net = _mlp(heads, sizes, noisy)
+        self.prior_scale = prior_scale
+        self.prior = _mlp(heads, sizes, noisy=False) if prior_scale > 0 else None
+        if self.prior is not None:
+            self.prior.requires_grad_(False)
+
+    def forward(self, x: Tensor | OneHot) -> Tensor:
+        q = self.net(x)
+        if self.prior is not None:
+            with torch.no_grad():
+                prior = self.prior_scale * self.prior(x)
+            q = q + prior
+        return q
+
+    def reset_noise(self) -> None:
+        for layer in self.net:
+            if isinstance(layer, EnsembleLinear):
+                layer.reset_noise()

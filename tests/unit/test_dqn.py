@@ -1,0 +1,199 @@
+"""DQN mechanics against hand computations: n-step targets, double-Q, masks, priors, replay."""
+
+import numpy as np
+import pytest
+import torch
+
+from explora.agents.dqn import (
+    BootDQNConfig,
+    DQNConfig,
+    epsilon_at,
+    greedy,
+    td_loss,
+    td_targets,
+    train_dqn,
+)
+from explora.agents.replay import ReplayBuffer
+from explora.envs import make
+from explora.models.ensemble import EnsembleQ, as_inputs
+
+
+def buffer_from(rewards, terminated, truncated, capacity=16):
+    """One copy; next_obs of step t is [t] so a bootstrap observation names its step."""
+    buf = ReplayBuffer(capacity, 1, (1,), np.float32)
+    for t, (r, term, trunc) in enumerate(zip(rewards, terminated, truncated, strict=True)):
+        buf.add(np.array([[t]]), np.array([0]), np.array([r]), np.array([term]),
+                np.array([trunc]), np.array([[t + 0.5]]))  # fmt: skip
+    return buf
+
+
+def test_n_step_targets_stop_at_episode_ends():
+    # steps:      0    1        2    3        4    5    6    7
+    # reward:     1    2        3    4        5    6    7    8
+    # end:        -    trunc    -    term     -    -    -    -
+    buf = buffer_from(
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        [0, 0, 0, 1, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0, 0, 0],
+    )
+    gamma = 0.5
+    steps = np.array([0, 1, 2, 3, 4, 5])  # transition index; age = 7 - index
+    batch = buf.gather(7 - steps, np.zeros(6, dtype=int), n_step=3, gamma=gamma)
+    # By hand:
+    # t=0: 1 + .5*2 (truncated at 1)   boot from step 1, discount .5^2
+    # t=1: 2 (truncated)                 boot from step 1, discount .5
+    # t=2: 3 + .5*4 (terminated at 3)   no bootstrap
+    # t=3: 4 (terminated)                no bootstrap
+    # t=4: 5 + .5*6 + .25*7             boot from step 6, discount .5^3
+    # t=5: 6 + .5*7 + .25*8             boot from step 7, discount .5^3
+    np.testing.assert_allclose(batch.returns, [2.0, 2.0, 5.0, 4.0, 9.75, 11.5])
+    np.testing.assert_allclose(batch.discount, [0.25, 0.5, 0.0, 0.0, 0.125, 0.125])
+    np.testing.assert_allclose(batch.next_obs[:, 0], [1.5, 1.5, 3.5, 3.5, 6.5, 7.5])
+    np.testing.assert_allclose(batch.obs[:, 0], steps)
+    # The two newest steps have no two stored successors: they cannot be sampled yet.
+    with pytest.raises(ValueError, match="ages must lie"):
+        buf.gather(np.array([1]), np.array([0]), n_step=3, gamma=gamma)
+
+
+def test_sampled_windows_never_cross_an_episode_boundary():
+    """Random episode lengths over 3 copies and a wrapped ring buffer; with reward 1 per step and
+    gamma 1, an n-step return counts the steps left in its episode, capped at n."""
+    rng = np.random.default_rng(0)
+    num_envs, n = 3, 4
+    buf = ReplayBuffer(50, num_envs, (1,), np.float32)
+    left = rng.integers(1, 7, size=num_envs)  # steps left in each copy's episode
+    term_kind = rng.random(num_envs) < 0.5
+    for _ in range(200):
+        end = left == 1
+        term, trunc = end & term_kind, end & ~term_kind
+        obs = left[:, None].astype(np.float32)
+        buf.add(obs, np.zeros(num_envs, int), np.ones(num_envs, np.float32), term, trunc, obs)
+        left = np.where(end, rng.integers(1, 7, size=num_envs), left - 1)
+        term_kind = np.where(end, rng.random(num_envs) < 0.5, term_kind)
+    batch = buf.sample(512, n, 1.0, rng)
+    steps_left = batch.obs[:, 0].numpy().astype(int)
+    np.testing.assert_array_equal(batch.returns.numpy(), np.minimum(steps_left, n))
+    # discount 0 only when the window reached a termination
+    ended_inside = steps_left <= n
+    assert ((batch.discount == 0).numpy() <= ended_inside).all()
+
+
+def test_double_q_target_against_hand_computation():
+    class Fixed(torch.nn.Module):
+        def __init__(self, q):
+            super().__init__()
+            self.q = torch.tensor(q)
+
+        def forward(self, x):
+            return self.q
+
+    class B:
+        next_obs = torch.zeros(2, 1)
+        discount = torch.tensor([0.9, 0.0])
+
+    online = Fixed([[[1.0, 5.0, 2.0], [0.0, 0.0, 9.0]]])  # [K=1, B=2, A=3]
+    target = Fixed([[[10.0, 20.0, 30.0], [1.0, 2.0, 3.0]]])
+    rewards = torch.tensor([1.0, 2.0])
+    # double: online picks a=1 for row 0 -> 1 + .9 * 20 = 19; row 1 terminated -> 2
+    double = td_targets(online, target, B(), rewards, double_q=True)
+    torch.testing.assert_close(double, torch.tensor([[19.0, 2.0]]))
+    # plain: the target picks its own max, a=2 -> 1 + .9 * 30 = 28
+    plain = td_targets(online, target, B(), rewards, double_q=False)
+    torch.testing.assert_close(plain, torch.tensor([[28.0, 2.0]]))
+
+
+def test_masked_heads_get_no_gradient_and_priors_never_move():
+    torch.manual_seed(0)
+    net = EnsembleQ(4, 2, heads=3, hidden=(8,), prior_scale=5.0)
+    q = net(torch.randn(6, 4))
+    masks = torch.tensor([[1.0, 0.0, 1.0]] * 6)  # head 1 masked out everywhere
+    loss = td_loss(q, torch.zeros(6, dtype=torch.long), torch.ones(3, 6), masks, "mse")
+    loss.backward()
+    first = net.net[0]
+    assert first.weight.grad[1].abs().sum() == 0 and first.weight.grad[0].abs().sum() > 0
+    assert all(p.grad is None for p in net.prior.parameters())
+    # A short bootstrapped-DQN run trains the heads but leaves every prior as it was.
+    env = make("DeepSea-5", 1)
+    cfg = BootDQNConfig(total_frames=400, num_heads=4, learning_starts=32, batch_size=16)
+    agent = train_dqn(env, cfg)["agent"]
+    torch.manual_seed(0)
+    fresh = EnsembleQ(25, 2, heads=4, hidden=(50, 50), prior_scale=5.0)
+    assert agent.prior is not None and fresh.prior is not None
+    for a, b in zip(agent.prior.parameters(), fresh.prior.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    trained = next(iter(agent.net.parameters()))
+    assert not torch.allclose(trained, next(iter(fresh.net.parameters())))
+
+
+def test_td_loss_masks_average_over_the_batch_per_head():
+    q = torch.tensor([[[1.0, 0.0], [3.0, 0.0]], [[2.0, 0.0], [2.0, 0.0]]])  # [K=2, B=2, A=2]
+    targets = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    masks = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # [B, K]
+    # head 0: (1 + 0) / 2 ... squared errors 1 and 9 with masks 1, 0 -> (1 + 0) / 2 = 0.5
+    # head 1: squared errors 4 and 4 with masks 1, 1 -> 4; total 4.5
+    loss = td_loss(q, torch.tensor([0, 0]), targets, masks, "mse")
+    assert float(loss) == pytest.approx(4.5)
+
+
+def test_one_hot_inputs_give_the_same_q_as_the_dense_matmul():
+    torch.manual_seed(0)
+    net = EnsembleQ(9, 2, heads=3, hidden=(8, 8), prior_scale=3.0)
+    obs = torch.zeros(5, 3, 3, dtype=torch.uint8)
+    for i, (r, c) in enumerate([(0, 0), (1, 2), (2, 1), (0, 2)]):
+        obs[i, r, c] = 1  # row 4 stays all-zero (DeepSea's obs past the bottom)
+    fast = net(as_inputs(obs))
+    dense = net(obs.reshape(5, -1).float())
+    torch.testing.assert_close(fast, dense)
+
+
+def test_greedy_breaks_ties_at_random_and_epsilon_schedule_is_linear():
+    rng = np.random.default_rng(0)
+    q = torch.tensor([[1.0, 1.0, 0.0]]).expand(2000, 3)
+    picks = greedy(q, rng)
+    assert set(picks.tolist()) == {0, 1} and abs(picks.mean() - 0.5) < 0.05
+    cfg = DQNConfig(learning_starts=100, epsilon_decay_frames=1000, epsilon_end=0.1)
+    assert epsilon_at(cfg, 0) == 1.0 and epsilon_at(cfg, 100) == 1.0
+    assert epsilon_at(cfg, 600) == pytest.approx(0.55)
+    assert epsilon_at(cfg, 5000) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(exploration="softmax"), "unknown exploration 'softmax'"),
+        (dict(exploration="thompson-heads"), "needs num_heads >= 2"),
+        (dict(num_heads=2, exploration="noisy"), "single head"),
+        (dict(mask_prob=0.0), "mask_prob"),
+        (dict(loss="l1"), "unknown loss"),
+        (dict(n_step=0), "n_step must be >= 1"),
+    ],
+)
+def test_config_errors_name_the_problem(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        DQNConfig(**overrides).check()
+
+
+@pytest.mark.parametrize("exploration", ["boltzmann", "noisy"])
+def test_other_explorations_run(exploration):
+    env = make("CartPole-v1", 2, seed=0)
+    cfg = DQNConfig(total_frames=600, num_envs=2, learning_starts=100, batch_size=16,
+                    exploration=exploration)  # fmt: skip
+    result = train_dqn(env, cfg)
+    assert result["frames"] == 600 and np.isfinite(result["last_metrics"]["losses/td"])
+
+
+def test_dqn_with_a_bonus_runs_and_resumes_with_its_replay(tmp_path):
+    import explora
+
+    out = tmp_path / "run"
+    kwargs = dict(algo="dqn", bonus="count", seed=0, out=out, progress=False,
+                  algo_args={"learning_starts": 64, "batch_size": 16, "log_every": 64,
+                             "checkpoint_every": 1, "num_envs": 2})  # fmt: skip
+    first = explora.train("DeepSea-6", frames=600, **kwargs)
+    assert first["frames"] == 600 and "solved_at_episode" in first
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert state["replay"]["steps"] == 300
+    second = explora.train("DeepSea-6", frames=1200, resume=True, **kwargs)
+    assert second["frames"] == 1200
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert state["replay"]["steps"] == 600  # the replay came back and kept filling
