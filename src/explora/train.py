@@ -19,6 +19,7 @@ from typing import Any
 from explora.agents import ALGOS, algo_config
 from explora.bonuses import BONUSES, Bonus, FirstVisit, bonus_hparams, make_bonus
 from explora.envs import check_env_id, make, measure_env_fps
+from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.presets import bonus_preset
 from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
 
@@ -68,6 +69,7 @@ def train(
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
     chosen_backend = check_env_id(env, backend)
+    ALGOS[algo].check(algo, env, bonus)
     if isinstance(bonus, str):
         bonus = make_bonus(bonus, **{**bonus_preset(bonus, env), **(bonus_args or {})})
     elif bonus_args:
@@ -97,6 +99,7 @@ def train(
     }
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
     try:
+        ALGOS[algo].check_env(algo, vec_env)
         env_fps = measure_env_fps(vec_env, seed=seed)
         run = RunDir(
             out,
@@ -128,6 +131,10 @@ def train(
             "frames_to_success_0.9": frames_to_success(result["episodes"])
             if vec_env.has_success
             else None,
+            "solved_at_episode": bsuite_deep_sea_solved_at(result["bad_episodes"])
+            if result.get("bad_episodes")
+            else None,
+            "cumulative_regret": result.get("cumulative_regret"),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "run_dir": str(Path(out)),
         }

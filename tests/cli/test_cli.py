@@ -39,7 +39,15 @@ def test_list_shows_every_algo_bonus_and_env_family(capsys):
             ["--env", "CartPole-v1", "--bonus", "rdn"],
             "unknown bonus 'rdn'; choose one of: count, rnd, simhash",
         ),
-        (["--env", "CartPole-v1", "--algo", "sac"], "unknown algo 'sac'; choose one of: ppo"),
+        (
+            ["--env", "CartPole-v1", "--algo", "sac"],
+            "unknown algo 'sac'; choose one of: bandit, bootdqn, dqn, ppo",
+        ),
+        (["--env", "Bandit-Bernoulli-10", "--algo", "bandit", "--bonus", "count"], "no bonus"),
+        (["--env", "CartPole-v1", "--algo", "bandit"], "runs only Bandit-* envs"),
+        (["--env", "Bandit-Gaussian-5", "--algo", "ppo"], "are for --algo bandit"),
+        (["--env", "Bandit-Gaussian-1", "--algo", "bandit"], "K >= 2"),
+        (["--env", "Pendulum-v1", "--algo", "dqn"], "needs Discrete actions"),
         (["--env", "CartPole-v1", "--algo-args", "lr=3"], "unknown ppo setting(s) lr; accepted:"),
         (
             ["--env", "CartPole-v1", "--bonus", "rnd", "--bonus-args", "lr=3"],

@@ -11,10 +11,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
+
+from explora.agents.bandits import BanditConfig, train_bandit
+from explora.agents.dqn import BootDQNConfig, DQNConfig, train_dqn
 from explora.agents.ppo import PPOConfig, TrainingDiverged, train_ppo
 from explora.presets import algo_preset
 
-__all__ = ["ALGOS", "PPOConfig", "TrainingDiverged", "algo_config", "train_ppo"]
+__all__ = [
+    "ALGOS",
+    "BanditConfig",
+    "BootDQNConfig",
+    "DQNConfig",
+    "PPOConfig",
+    "TrainingDiverged",
+    "algo_config",
+    "train_bandit",
+    "train_dqn",
+    "train_ppo",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +37,25 @@ class Algo:
     config: type
     train: Callable[..., dict[str, Any]]
     description: str
+    takes_bonus: bool = True
+    discrete_actions_only: bool = False
+    env_prefix: str | None = None
+    """the only env ids it runs (e.g. "Bandit-"), or None for any"""
+
+    def check(self, name: str, env_id: str, bonus: object | None) -> None:
+        """Fail on a combination the algo cannot run, before anything is built."""
+        if bonus is not None and not self.takes_bonus:
+            raise ValueError(f"{name} takes no bonus; drop --bonus")
+        if self.env_prefix is not None and not env_id.startswith(self.env_prefix):
+            raise ValueError(f"{name} runs only {self.env_prefix}* envs, got {env_id!r}")
+        if self.env_prefix is None and env_id.startswith("Bandit-"):
+            raise ValueError(f"Bandit-* envs are for --algo bandit, not {name}")
+
+    def check_env(self, name: str, env: Any) -> None:
+        """Fail on an env whose spaces the algo cannot take (once built, before training)."""
+        space = env.single_action_space
+        if self.discrete_actions_only and not isinstance(space, gym.spaces.Discrete):
+            raise ValueError(f"{name} needs Discrete actions, got {space}; use --algo ppo")
 
 
 ALGOS: dict[str, Algo] = {
@@ -30,6 +64,28 @@ ALGOS: dict[str, Algo] = {
         train_ppo,
         "PPO with two value heads (extrinsic, intrinsic), GAE, exact terminated/truncated "
         "handling; discrete and continuous actions",
+    ),
+    "dqn": Algo(
+        DQNConfig,
+        train_dqn,
+        "DQN with replay and a target network; epsilon-greedy, Boltzmann or NoisyNet "
+        "exploration, Double-DQN target, n-step returns",
+        discrete_actions_only=True,
+    ),
+    "bootdqn": Algo(
+        BootDQNConfig,
+        train_dqn,
+        "bootstrapped DQN with randomized prior functions (bsuite's boot_dqn defaults): "
+        "one head per episode, deep exploration",
+        discrete_actions_only=True,
+    ),
+    "bandit": Algo(
+        BanditConfig,
+        train_bandit,
+        "multi-armed bandit strategies (epsilon-greedy, UCB1, Thompson sampling) for "
+        "Bandit-* envs; reports cumulative pseudo-regret; takes no bonus",
+        takes_bonus=False,
+        env_prefix="Bandit-",
     ),
 }
 

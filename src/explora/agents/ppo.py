@@ -218,18 +218,6 @@ def _env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
     return out
 
 
-def _one_step(obs: np.ndarray, actions: np.ndarray, step: Any) -> Transitions:
-    """A ``T == 1`` batch for ``bonus.observe``."""
-    return Transitions(
-        obs=torch.from_numpy(obs).unsqueeze(0),
-        actions=torch.as_tensor(actions).unsqueeze(0),
-        next_obs=torch.from_numpy(step.final_obs).unsqueeze(0),
-        ext_rewards=torch.from_numpy(step.reward).unsqueeze(0),
-        terminated=torch.from_numpy(step.terminated).unsqueeze(0),
-        truncated=torch.from_numpy(step.truncated).unsqueeze(0),
-    )
-
-
 def _in_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Start ``fn(*args)`` on a new thread; the future holds its result or its exception."""
     future: Future[Any] = Future()
@@ -327,7 +315,7 @@ def train_ppo(
         step = env.step(actions_np)
         frames += N
         tracker.step(step, frames)
-        bonus.observe(_one_step(next_obs_np, actions_np, step))  # type: ignore[union-attr]
+        bonus.observe(Transitions.one_step(next_obs_np, actions_np, step))  # type: ignore[union-attr]
         next_obs_np = step.obs
 
     obs_buf = torch.zeros((T, N, *obs_shape), dtype=torch.from_numpy(next_obs_np).dtype)
@@ -354,7 +342,7 @@ def train_ppo(
             ended_at.append((t, np.flatnonzero(ended)))
         tracker.step(step, at)
         if bonus is not None:
-            bonus.observe(_one_step(obs, actions, step))
+            bonus.observe(Transitions.one_step(obs, actions, step))
 
     summary_metrics: dict[str, float] = {}
     for update in range(first_update, cfg.num_updates):
@@ -534,19 +522,8 @@ def train_ppo(
             )
 
     wall = wall_offset + time.perf_counter() - start_time
-    window = tracker.window(from_frame=int(math.ceil(0.9 * frames)))
     return {
-        "frames": frames,
-        "wall_time_s": wall,
-        "fps": frames / max(wall, 1e-9),
-        "final_return": window["final_return"],
-        "success_rate": window["success_rate"] if env.has_success else None,
-        "final_episodes": window["episodes"],
-        "unique_states": tracker.unique_states
-        if tracker.unique_states is not None
-        else getattr(bonus, "num_unique", None),
-        "visits": tracker.visits,
-        "episodes": tracker.finished,
+        **tracker.result(frames, wall, env.has_success, bonus),
         "last_metrics": summary_metrics,
         "agent": agent,
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +36,18 @@ class Transitions:
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.ext_rewards.shape[0]), int(self.ext_rewards.shape[1])
+
+    @classmethod
+    def one_step(cls, obs: np.ndarray, actions: np.ndarray, step: Any) -> Transitions:
+        """A ``T == 1`` batch from one vector step (an ``EnvStep``) taken from ``obs``."""
+        return cls(
+            obs=torch.from_numpy(obs).unsqueeze(0),
+            actions=torch.as_tensor(actions).unsqueeze(0),
+            next_obs=torch.from_numpy(step.final_obs).unsqueeze(0),
+            ext_rewards=torch.from_numpy(step.reward).unsqueeze(0),
+            terminated=torch.from_numpy(step.terminated).unsqueeze(0),
+            truncated=torch.from_numpy(step.truncated).unsqueeze(0),
+        )
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ import re
 from functools import cache
 from typing import Any
 
+from explora.envs.bandits import parse_bandit_id
 from explora.envs.base import EnvStep, VecEnv, measure_env_fps
 
 __all__ = ["ENV_FAMILIES", "EnvStep", "VecEnv", "check_env_id", "make", "measure_env_fps"]
@@ -26,6 +27,10 @@ ENV_FAMILIES: dict[str, str] = {
     "BabyAI-*": "BabyAI language-grid tasks, same backends and observation as MiniGrid",
     "DeepSea-<N>": "bsuite's DeepSea, native numpy-vectorised, any N; obs one-hot (N x N) or "
     "coords",
+    "Bandit-Bernoulli-<K>": "K-armed Bernoulli bandit, native numpy-vectorised, any K >= 2; arm "
+    "means ~ U(0, 1) drawn from the seed; every pull a one-step episode; info['regret']",
+    "Bandit-Gaussian-<K>": "K-armed Gaussian bandit: rewards N(mu, 1), mu ~ N(0, 1) drawn from "
+    "the seed; otherwise as Bandit-Bernoulli-<K>",
     "<any gymnasium id>": "anything gymnasium.make can build (CartPole-v1, Pendulum-v1, your "
     "own registered envs), stepped by gymnasium.vector",
 }
@@ -65,6 +70,8 @@ def check_env_id(env_id: str, backend: str | None = None) -> str:
     """
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if parse_bandit_id(env_id) is not None:  # a malformed Bandit-* id raises ValueError
+        return "native"
     match = _DEEPSEA.match(env_id)
     if match:
         if int(match.group(1)) < 1:
@@ -111,6 +118,10 @@ def make(
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     chosen = check_env_id(env_id, backend)
+    if chosen == "native" and env_id.startswith("Bandit-"):
+        from explora.envs.bandits import BanditEnv
+
+        return BanditEnv.from_id(env_id, num_envs, seed=seed, **kwargs)
     if chosen == "native":
         from explora.envs.deepsea import DeepSea
 

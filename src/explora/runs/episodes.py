@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class EpisodeTracker:
     lengths: np.ndarray = field(init=False)
     finished: list[tuple[int, float, int, float]] = field(default_factory=list)
     visits: np.ndarray | None = field(init=False, default=None)
+    bad_episodes: list[bool] = field(default_factory=list)
+    """DeepSea's ``info["bad_episode"]`` of each finished episode, in order (bsuite's score)"""
     _cursor: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -50,6 +53,8 @@ class EpisodeTracker:
         if not ended.any():
             return
         success = step.info.get("success")
+        if "bad_episode" in step.info:
+            self.bad_episodes.extend(step.info["bad_episode"][ended].tolist())
         for i in np.flatnonzero(ended):
             ok = float(success[i]) if success is not None else float("nan")
             self.finished.append((frames, float(self.returns[i]), int(self.lengths[i]), ok))
@@ -85,6 +90,26 @@ class EpisodeTracker:
             "episodes": len(rows),
         }
 
+    def result(
+        self, frames: int, wall_time_s: float, has_success: bool, bonus: Any = None
+    ) -> dict[str, Any]:
+        """The figures every agent's ``train_*`` returns about its episodes: throughput, final
+        return and success (episodes ending in the last 10% of frames), visitation."""
+        window = self.window(from_frame=int(math.ceil(0.9 * frames)))
+        unique = self.unique_states
+        return {
+            "frames": frames,
+            "wall_time_s": wall_time_s,
+            "fps": frames / max(wall_time_s, 1e-9),
+            "final_return": window["final_return"],
+            "success_rate": window["success_rate"] if has_success else None,
+            "final_episodes": window["episodes"],
+            "unique_states": unique if unique is not None else getattr(bonus, "num_unique", None),
+            "visits": self.visits,
+            "episodes": self.finished,
+            "bad_episodes": self.bad_episodes or None,
+        }
+
     @property
     def unique_states(self) -> int | None:
         return None if self.visits is None else int((self.visits > 0).sum())
@@ -94,10 +119,12 @@ class EpisodeTracker:
             "finished": list(self.finished),
             "cursor": self._cursor,
             "visits": None if self.visits is None else self.visits.copy(),
+            "bad_episodes": list(self.bad_episodes),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.finished = list(state["finished"])
         self._cursor = int(state["cursor"])
+        self.bad_episodes = list(state.get("bad_episodes", []))
         if state["visits"] is not None:
             self.visits = np.asarray(state["visits"]).copy()

@@ -327,21 +327,15 @@ def plot_learning_curve(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    episodes_csv = metrics_csv.parent / EPISODES
-    if episodes_csv.exists() and episodes_csv.stat().st_size > 0:
-        rows = read_episodes(episodes_csv)
-        if rows:
-            frames = np.array([r[0] for r in rows], dtype=np.float64)
-            returns = np.array([r[1] for r in rows])
-            success = np.array([r[3] for r in rows])
-            ax.plot(
-                frames, rolling_mean(returns, window), label="episodic return", color="tab:blue"
-            )
-            if np.isfinite(success).all():
-                ax.plot(
-                    frames, rolling_mean(success, window), label="success rate", color="tab:green"
-                )
-            ax.legend(loc="best", title=f"mean of last {window} episodes")
+    rows = read_episodes(metrics_csv.parent / EPISODES)
+    if rows:
+        frames = np.array([r[0] for r in rows], dtype=np.float64)
+        returns = np.array([r[1] for r in rows])
+        success = np.array([r[3] for r in rows])
+        ax.plot(frames, rolling_mean(returns, window), label="episodic return", color="tab:blue")
+        if np.isfinite(success).all():
+            ax.plot(frames, rolling_mean(success, window), label="success rate", color="tab:green")
+        ax.legend(loc="best", title=f"mean of last {window} episodes")
     elif metrics_csv.exists():
         cols = read_metrics(metrics_csv)
         if cols:
