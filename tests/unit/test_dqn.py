@@ -197,3 +197,23 @@ def test_dqn_with_a_bonus_runs_and_resumes_with_its_replay(tmp_path):
     assert second["frames"] == 1200
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert state["replay"]["steps"] == 600  # the replay came back and kept filling
+
+
+def test_prior_table_lookup_equals_running_the_prior():
+    torch.manual_seed(0)
+    net = EnsembleQ(9, 2, heads=3, hidden=(8, 8), prior_scale=3.0, one_hot=True)
+    obs = torch.zeros(4, 3, 3, dtype=torch.uint8)
+    obs[0, 0, 0] = obs[1, 2, 2] = obs[2, 1, 0] = 1  # row 3 all zero
+    x = as_inputs(obs)
+    assert net.prior is not None
+    torch.testing.assert_close(net._prior_of_states(x), net.prior(x))
+
+
+def test_lazy_adam_trains_the_input_table_sparsely():
+    env = make("DeepSea-5", 1)
+    cfg = BootDQNConfig(total_frames=300, num_heads=3, learning_starts=32, batch_size=16,
+                        lazy_adam=True)  # fmt: skip
+    agent = train_dqn(env, cfg)["agent"]
+    assert type(agent.net[0]).__name__ == "OneHotInput"
+    with pytest.raises(ValueError, match="one-hot"):
+        agent(torch.zeros(2, 25))

@@ -16,6 +16,7 @@ import gymnasium as gym
 from explora.agents.bandits import BanditConfig, train_bandit
 from explora.agents.dqn import BootDQNConfig, DQNConfig, train_dqn
 from explora.agents.ppo import PPOConfig, TrainingDiverged, train_ppo
+from explora.agents.reinforce import ReinforceConfig, train_reinforce
 from explora.presets import algo_preset
 
 __all__ = [
@@ -24,11 +25,13 @@ __all__ = [
     "BootDQNConfig",
     "DQNConfig",
     "PPOConfig",
+    "ReinforceConfig",
     "TrainingDiverged",
     "algo_config",
     "train_bandit",
     "train_dqn",
     "train_ppo",
+    "train_reinforce",
 ]
 
 
@@ -78,6 +81,13 @@ ALGOS: dict[str, Algo] = {
         "bootstrapped DQN with randomized prior functions (bsuite's boot_dqn defaults): "
         "one head per episode, deep exploration",
         discrete_actions_only=True,
+    ),
+    "reinforce": Algo(
+        ReinforceConfig,
+        train_reinforce,
+        "REINFORCE (Williams 1992) on complete episodes with a baseline: none, whiten, "
+        "learned value, sampled-mean (leave-one-out) or sampled-greedy (self-critical)",
+        takes_bonus=False,
     ),
     "bandit": Algo(
         BanditConfig,

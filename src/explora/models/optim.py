@@ -18,6 +18,14 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+    dense = [g for g in grads if not g.is_sparse]
+    norms = list(torch._foreach_norm(dense)) if dense else []
+    norms += [torch.linalg.vector_norm(g.coalesce().values()) for g in grads if g.is_sparse]
+    norm = torch.linalg.vector_norm(torch.stack(norms))
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    if dense:
+        torch._foreach_mul_(dense, coef)
+    for g in grads:
+        if g.is_sparse:
+            g.mul_(coef)
     return norm
