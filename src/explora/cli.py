@@ -170,6 +170,90 @@ def bench(
     print(f"summary: {md}")
 
 
+DEEPSEA_SIZES = [*range(10, 52, 2), 60, 70, 80, 90, 100]
+
+
+def deepsea(
+    algo: str = "bootdqn",
+    sizes: list[int] = DEEPSEA_SIZES,  # noqa: B006
+    episodes: int = 10_000,
+    seed: int = 0,
+    workers: int = 2,
+    store: Path = Path("bench/deepsea/store.db"),
+    algo_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
+    progress: bool = True,
+) -> None:
+    """DeepSea sweep: each size N trained until bsuite's solved rule holds or `episodes` end;
+    reports the episode each N was solved at and the largest N solved.
+
+    Resumable like `explora bench` (same store): run it again to continue.
+
+    Args:
+        algo: dqn or bootdqn (the agents that can stop at the solving episode).
+        sizes: DeepSea sizes N (default: bsuite's 10..50 step 2, then 60..100 step 10).
+        episodes: episode budget per size (bsuite: 10,000).
+        seed: seed of every run.
+        workers: runs at a time.
+        store: SQLite file indexing the runs; run directories go beside it.
+        algo_args: agent hyper-parameters, e.g. num_envs=4.
+        progress: show the sweep's progress.
+    """
+    from explora.bench.suites import Suite, deepsea_task
+    from explora.bench.sweep import sweep
+
+    if episodes < 1 or not sizes or min(sizes) < 1:
+        raise ValueError("episodes must be >= 1 and sizes a non-empty list of N >= 1")
+    suite = Suite(
+        f"deepsea-{algo}",
+        f"DeepSea sweep of {algo}",
+        tasks=tuple(deepsea_task(n, episodes) for n in sorted(set(sizes))),
+        methods=(algo,),
+        seeds=1,
+        algo_args={
+            "stop_when_solved": True,
+            "seed": seed,
+            **_parse_pairs(algo_args, "--algo-args"),
+        },
+    )
+    rows = sweep(suite, store, workers=workers, progress=progress)
+    table, solved = deepsea_table(rows, episodes)
+    out = store.parent / f"deepsea-{algo}.md"
+    out.write_text(table + "\n")
+    print(table)
+    contiguous = 0
+    for n, at in solved:
+        if at is None:
+            break
+        contiguous = n
+    largest = max((n for n, at in solved if at is not None), default=None)
+    print(f"largest N solved within {episodes:,} episodes: {largest}; every N up to {contiguous}")
+    print(f"table: {out}")
+
+
+def deepsea_table(
+    rows: list[dict[str, Any]], episodes: int
+) -> tuple[str, list[tuple[int, int | None]]]:
+    """Markdown table of a DeepSea sweep's rows and (N, solved-at episode) pairs."""
+    lines = [
+        "| N | solved at episode | episodes run | frames | wall time (s) | status |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    solved: list[tuple[int, int | None]] = []
+    for row in sorted(rows, key=lambda r: int(r["task"].split("-")[1])):
+        n = int(row["task"].split("-")[1])
+        summary = json.loads(row["summary"]) if row["summary"] else {}
+        at = summary.get("solved_at_episode")
+        at = at if at is not None and at <= episodes else None
+        solved.append((n, at))
+        run = summary.get("frames")
+        lines.append(
+            f"| {n} | {at if at is not None else 'not solved'} | "
+            f"{run // n if run else '-'} | {run or '-'} | "
+            f"{summary.get('wall_time_s', float('nan')):.0f} | {row['status']} |"
+        )
+    return "\n".join(lines), solved
+
+
 def _write_report(
     store: Path, out: Path, rows: list[dict[str, Any]] | None = None
 ) -> tuple[Path, Path]:
@@ -232,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         tyro.extras.subcommand_cli_from_dict(
-            {"train": train, "bench": bench, "report": report, "list": list_choices},
+            {
+                "train": train,
+                "bench": bench,
+                "report": report,
+                "deepsea": deepsea,
+                "list": list_choices,
+            },
             prog="explora",
             description="Exploration in deep RL: curiosity bonuses on fast vectorised envs.",
             args=argv,

@@ -111,6 +111,9 @@ class DQNConfig:
     """weight of the extrinsic reward"""
     int_coef: float = 1.0
     """weight of the normalised bonus (ignored without one)"""
+    stop_when_solved: bool = False
+    """end the run at the first episode where DeepSea counts as solved (bsuite's rule): the
+    DeepSea sweep needs the episode, not the rest of the budget"""
     lazy_adam: bool = False
     """with one-hot observations (DeepSea), train the first layer as an embedding with
     SparseAdam: a step costs the batch's rows instead of the whole N*N-row table (DeepSea-100:
@@ -417,7 +420,8 @@ def train_dqn(
             for _ in range(cfg.gradient_steps):
                 learn()
         # ---- log and checkpoint ------------------------------------------------------
-        last = step_index + 1 >= cfg.vector_steps
+        solved = cfg.stop_when_solved and tracker.deep_sea_solved_at is not None
+        last = step_index + 1 >= cfg.vector_steps or solved
         if (step_index + 1) % log_every_steps == 0 or last:
             elapsed = time.perf_counter() - start_time
             episodes = tracker.drain()
@@ -456,6 +460,8 @@ def train_dqn(
                         "config": asdict(cfg),
                     }
                 )
+        if solved:
+            break
 
     wall = wall_offset + time.perf_counter() - start_time
     return {

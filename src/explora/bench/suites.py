@@ -98,6 +98,12 @@ METHODS: dict[str, Method] = {
         Method("ppo", description="PPO without a bonus"),
         Method("ppo+rnd", bonus="rnd", description="PPO with RND (Burda et al. 2018)"),
         Method("ppo+count", bonus="count", description="PPO with exact count bonus 1/sqrt(n)"),
+        Method("dqn", algo="dqn", description="DQN with epsilon-greedy exploration"),
+        Method(
+            "bootdqn",
+            algo="bootdqn",
+            description="bootstrapped DQN with randomized priors (bsuite's boot_dqn)",
+        ),
         Method(
             "ppo+simhash",
             bonus="simhash",
@@ -111,7 +117,8 @@ def _minigrid(env_id: str, frames: int) -> Task:
     return Task(f"MiniGrid-{env_id}-v0", frames, score_low=0.0, score_high=1.0)
 
 
-def _deepsea(n: int, episodes: int = 10_000) -> Task:
+def deepsea_task(n: int, episodes: int = 10_000) -> Task:
+    """DeepSea-N with a budget of ``episodes`` episodes (of N steps each)."""
     return Task(f"DeepSea-{n}", episodes * n, score_low=0.0, score_high=0.99)
 
 
@@ -122,7 +129,7 @@ SUITES: dict[str, Suite] = {
             "quick",
             "3 small tasks x 3 methods x 3 seeds, minutes on 2 cores",
             tasks=(
-                _deepsea(20, episodes=4_000),
+                deepsea_task(20, episodes=4_000),
                 _minigrid("DoorKey-5x5", 150_000),
                 _minigrid("DoorKey-8x8", 800_000),
             ),
@@ -148,14 +155,14 @@ SUITES: dict[str, Suite] = {
         Suite(
             "deepsea",
             "DeepSea N = 10..50 step 2 (bsuite's sweep), then 60..100; 10,000 episodes each",
-            tasks=tuple(_deepsea(n) for n in (*range(10, 52, 2), 60, 70, 80, 90, 100)),
+            tasks=tuple(deepsea_task(n) for n in (*range(10, 52, 2), 60, 70, 80, 90, 100)),
             methods=("ppo", "ppo+rnd", "ppo+count"),
             seeds=3,
         ),
         Suite(
             "smoke",
             "two tiny DeepSea tasks for tests of the sweep machinery (seconds)",
-            tasks=(_deepsea(6, episodes=2_000), _deepsea(8, episodes=2_000)),
+            tasks=(deepsea_task(6, episodes=2_000), deepsea_task(8, episodes=2_000)),
             methods=("ppo", "ppo+count"),
             seeds=2,
             algo_args={"checkpoint_every": 4},  # so that killed runs resume mid-way
@@ -182,10 +189,12 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def plan(suite: str, methods: list[str] | None = None, seeds: int | None = None) -> list[RunSpec]:
-    """Every run of ``suite`` (with ``methods`` / ``seeds`` instead of its defaults), checked
-    before anything runs."""
-    spec = get_suite(suite)
+def plan(
+    suite: str | Suite, methods: list[str] | None = None, seeds: int | None = None
+) -> list[RunSpec]:
+    """Every run of ``suite`` (a name or a ``Suite``; ``methods`` / ``seeds`` instead of its
+    defaults), checked before anything runs."""
+    spec = suite if isinstance(suite, Suite) else get_suite(suite)
     chosen = [get_method(m) for m in (methods or spec.methods)]
     if spec.algo_args:
         chosen = [replace(m, algo_args=spec.algo_args | m.algo_args) for m in chosen]

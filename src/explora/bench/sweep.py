@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from explora.bench.store import Store
-from explora.bench.suites import RunSpec, plan
+from explora.bench.suites import RunSpec, Suite, plan
 from explora.runs.rundir import frames_to_success, read_episodes
 
 BACKENDS = ("local", "ray")
@@ -266,7 +266,7 @@ def preflight(runs: list[RunSpec]) -> None:
 
 
 def sweep(
-    suite: str,
+    suite: str | Suite,
     store: str | Path,
     *,
     methods: list[str] | None = None,

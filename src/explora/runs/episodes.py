@@ -10,6 +10,8 @@ import numpy as np
 
 from explora.envs.base import EnvStep
 
+DEEP_SEA_SOLVED_BELOW = 0.9  # bsuite's find_solution threshold (METHODS.md)
+
 
 @dataclass
 class EpisodeTracker:
@@ -27,6 +29,10 @@ class EpisodeTracker:
     visits: np.ndarray | None = field(init=False, default=None)
     bad_episodes: list[bool] = field(default_factory=list)
     """DeepSea's ``info["bad_episode"]`` of each finished episode, in order (bsuite's score)"""
+    deep_sea_solved_at: int | None = None
+    """first episode at which the average of bad episodes fell below 0.9 (bsuite's rule, as
+    ``explora.envs.deepsea.bsuite_deep_sea_solved_at`` without its 10,000-episode cap)"""
+    _bad_count: int = field(init=False, default=0)
     _cursor: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -54,7 +60,12 @@ class EpisodeTracker:
             return
         success = step.info.get("success")
         if "bad_episode" in step.info:
-            self.bad_episodes.extend(step.info["bad_episode"][ended].tolist())
+            for bad in step.info["bad_episode"][ended].tolist():
+                self.bad_episodes.append(bad)
+                self._bad_count += bad
+                rate = self._bad_count / len(self.bad_episodes)
+                if self.deep_sea_solved_at is None and rate < DEEP_SEA_SOLVED_BELOW:
+                    self.deep_sea_solved_at = len(self.bad_episodes)
         for i in np.flatnonzero(ended):
             ok = float(success[i]) if success is not None else float("nan")
             self.finished.append((frames, float(self.returns[i]), int(self.lengths[i]), ok))
@@ -120,11 +131,14 @@ class EpisodeTracker:
             "cursor": self._cursor,
             "visits": None if self.visits is None else self.visits.copy(),
             "bad_episodes": list(self.bad_episodes),
+            "deep_sea_solved_at": self.deep_sea_solved_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.finished = list(state["finished"])
         self._cursor = int(state["cursor"])
         self.bad_episodes = list(state.get("bad_episodes", []))
+        self._bad_count = int(sum(self.bad_episodes))
+        self.deep_sea_solved_at = state.get("deep_sea_solved_at")
         if state["visits"] is not None:
             self.visits = np.asarray(state["visits"]).copy()
