@@ -250,3 +250,18 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
         ray.shutdown()
     assert [r["status"] for r in rows] == ["done"] * 4
     assert all(Path(r["run_dir"], "summary.json").exists() for r in rows)
+
+
+def test_deepsea_sweep_reports_the_solving_episode_per_size(tmp_path, capsys):
+    store = tmp_path / "store.db"
+    args = ["deepsea", "--sizes", "6", "8", "--episodes", "300", "--store", str(store)]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| 6 | " in out and "| 8 | " in out
+    assert "largest N solved within 300 episodes: 8; every N up to 8" in out
+    rows = Store(store).rows()
+    assert [r["status"] for r in rows] == ["done", "done"]
+    for row in rows:  # each run stopped at its solving episode, well inside the budget
+        n = int(row["task"].split("-")[1])
+        assert row["frames"] < 300 * n
+    assert (tmp_path / "deepsea-bootdqn.md").exists()

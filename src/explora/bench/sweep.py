@@ -298,7 +298,8 @@ def sweep(
         db.add(runs, root)
         keys = list(by_key)
         # Runs left "running" by a sweep that died are resumed like pending ones.
-        queue = [row["key"] for row in db.rows(keys) if row["status"] in ("pending", "running")]
+        state_of = {row["key"]: row["status"] for row in db.rows(keys)}
+        queue = [k for k in keys if state_of[k] in ("pending", "running")]  # in the suite's order
         for key in queue:
             db.mark_pending(key)
         logs.mkdir(parents=True, exist_ok=True)
