@@ -177,7 +177,14 @@ def test_killed_parent_loses_nothing_and_the_rerun_completes(tmp_path):
 def test_ctrl_c_stops_the_workers_and_the_same_command_resumes(tmp_path):
     store = tmp_path / "store.db"
     run_root = tmp_path / "runs"
-    parent = subprocess.Popen(bench_command(store), stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the sweep the default disposition a terminal would.
+    parent = subprocess.Popen(
+        bench_command(store),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     wait_for(lambda: any(run_root.glob("**/checkpoints/last.pt")), what="a checkpoint")
     parent.send_signal(signal.SIGINT)
     _, err = parent.communicate(timeout=60)
