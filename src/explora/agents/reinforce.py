@@ -72,7 +72,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -653,17 +652,8 @@ def train_reinforce(
             )
 
     wall = wall_offset + time.perf_counter() - start_time
-    window = tracker.window(from_frame=int(math.ceil(0.9 * frames)))
     return {
-        "frames": frames,
-        "wall_time_s": wall,
-        "fps": frames / max(wall, 1e-9),
-        "final_return": window["final_return"],
-        "success_rate": window["success_rate"] if env.has_success else None,
-        "final_episodes": window["episodes"],
-        "unique_states": tracker.unique_states,
-        "visits": tracker.visits,
-        "episodes": tracker.finished,
+        **tracker.result(frames, wall, env.has_success),
         "last_metrics": summary_metrics,
         "agent": agent,
     }
