@@ -424,11 +424,8 @@ def train_dqn(
         last = step_index + 1 >= cfg.vector_steps or solved
         if (step_index + 1) % log_every_steps == 0 or last:
             elapsed = time.perf_counter() - start_time
-            episodes = tracker.drain()
             metrics = {
-                "charts/episodic_return": episodes["episodic_return"],
-                "charts/episodic_length": episodes["episodic_length"],
-                "charts/success_rate": episodes["success_rate"],
+                **tracker.drain_charts(),
                 "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
                 "charts/epsilon": epsilon_at(cfg, frames),
                 "losses/td": float(torch.stack(losses).mean()) if losses else math.nan,

@@ -484,11 +484,8 @@ def train_ppo(
 
         # ---- log -------------------------------------------------------------------------
         elapsed = time.perf_counter() - start_time
-        episodes = tracker.drain()
         metrics = {
-            "charts/episodic_return": episodes["episodic_return"],
-            "charts/episodic_length": episodes["episodic_length"],
-            "charts/success_rate": episodes["success_rate"],
+            **tracker.drain_charts(),
             "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
             "charts/learning_rate": float(optimizer.param_groups[0]["lr"]),
             **dict(zip(LOSS_NAMES, torch.stack(stats).mean(0).tolist(), strict=True)),

@@ -615,11 +615,8 @@ def train_reinforce(
 
         # ---- log -------------------------------------------------------------------------
         elapsed = time.perf_counter() - start_time
-        episodes = tracker.drain()
         metrics = {
-            "charts/episodic_return": episodes["episodic_return"],
-            "charts/episodic_length": episodes["episodic_length"],
-            "charts/success_rate": episodes["success_rate"],
+            **tracker.drain_charts(),
             "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
             "charts/idle_frac": 1.0 - float(active.float().mean()),
             "charts/grad_norm": float(grad_norm),

@@ -88,6 +88,10 @@ class EpisodeTracker:
             else float("nan"),
         }
 
+    def drain_charts(self) -> dict[str, float]:
+        """``drain`` under the metric names every agent logs (``charts/...``)."""
+        return {f"charts/{key}": value for key, value in self.drain().items()}
+
     def window(self, from_frame: int) -> dict[str, Any]:
         """Mean return and success of episodes that ended at or after ``from_frame``."""
         rows = [row for row in self.finished if row[0] >= from_frame]
