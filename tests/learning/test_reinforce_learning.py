@@ -13,6 +13,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from explora.agents.ppo import NullRun
 from explora.agents.reinforce import ReinforceConfig, train_reinforce
 from explora.envs import make
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.learning
 SEEDS, FRAMES = (0, 1), 160_000
 
 
-class MetricsRun:
+class MetricsRun(NullRun):
     def __init__(self):
         self.rows = []
 

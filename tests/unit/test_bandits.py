@@ -20,6 +20,7 @@ from explora.agents.bandits import (
     make_strategy,
     train_bandit,
 )
+from explora.agents.ppo import NullRun
 from explora.bonuses import make_bonus
 from explora.envs.bandits import BanditEnv, parse_bandit_id
 from explora.envs.deepsea import DeepSea
@@ -39,7 +40,7 @@ PPO_RESULT_KEYS = {
 }
 
 
-class FakeRun:
+class FakeRun(NullRun):
     """A run object that keeps its checkpoint in memory (pickled, as a file would be) and can
     simulate a kill after ``stop_after_updates`` metric rows."""
 

@@ -13,6 +13,7 @@ from explora.agents.dqn import (
     td_targets,
     train_dqn,
 )
+from explora.agents.ppo import NullRun
 from explora.agents.replay import ReplayBuffer
 from explora.envs import make
 from explora.models.ensemble import EnsembleQ, as_inputs
@@ -217,3 +218,19 @@ def test_lazy_adam_trains_the_input_table_sparsely():
     assert type(agent.net[0]).__name__ == "OneHotInput"
     with pytest.raises(ValueError, match="one-hot"):
         agent(torch.zeros(2, 25))
+
+
+def test_a_due_checkpoint_is_written_between_the_regular_ones():
+    class AlwaysDue(NullRun):
+        saves = 0
+
+        def save_checkpoint(self, state):
+            AlwaysDue.saves += 1
+
+        def checkpoint_due(self):
+            return True
+
+    cfg = DQNConfig(total_frames=500, learning_starts=64, batch_size=16, log_every=100,
+                    checkpoint_every=1000, num_envs=1)  # fmt: skip
+    train_dqn(make("DeepSea-6", num_envs=1), cfg, run=AlwaysDue())
+    assert AlwaysDue.saves == 5  # one per metric row, not only the final one

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from explora.agents.ppo import ActorCritic, PPOConfig, TrainingDiverged
+from explora.agents.ppo import ActorCritic, NullRun, PPOConfig, TrainingDiverged
 from explora.agents.reinforce import (
     ReinforceConfig,
     Rollout,
@@ -229,7 +229,7 @@ def test_policy_gradient_variance_is_the_trace_of_the_covariance_of_episode_grad
 TINY = dict(num_envs=4, episodes_per_update=4, checkpoint_every=1)
 
 
-class MemoryRun:
+class MemoryRun(NullRun):
     """A run that keeps its metrics and last checkpoint in memory."""
 
     def __init__(self):

@@ -392,7 +392,7 @@ def train_bandit(
         run.progress(frames, metrics)
         summary_metrics = metrics
 
-        if update % cfg.checkpoint_every == 0 or pulls >= P:
+        if update % cfg.checkpoint_every == 0 or pulls >= P or run.checkpoint_due():
             run.save_checkpoint(
                 {
                     "strategy": strategy.state_dict(),

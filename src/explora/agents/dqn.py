@@ -445,7 +445,7 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
             run.progress(frames, metrics)
             summary_metrics = metrics
             rows = (step_index + 1) // log_every_steps
-            if rows % cfg.checkpoint_every == 0 or last:
+            if rows % cfg.checkpoint_every == 0 or last or run.checkpoint_due():
                 run.save_checkpoint(
                     {
                         "net": net.state_dict(),

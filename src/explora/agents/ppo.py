@@ -251,6 +251,10 @@ class NullRun:
     def load_checkpoint(self) -> dict[str, Any] | None:
         return None
 
+    def checkpoint_due(self) -> bool:
+        """Whether to checkpoint now, between the agent's own ``checkpoint_every`` points."""
+        return False
+
     def progress(self, frames: int, metrics: dict[str, float]) -> None:
         pass
 
@@ -501,7 +505,7 @@ def train_ppo(
         summary_metrics = metrics
 
         last = update + 1 >= cfg.num_updates or frames + cfg.batch_size > cfg.total_frames
-        if (update + 1) % cfg.checkpoint_every == 0 or last:
+        if (update + 1) % cfg.checkpoint_every == 0 or last or run.checkpoint_due():
             run.save_checkpoint(
                 {
                     "agent": agent.state_dict(),

@@ -633,7 +633,7 @@ def train_reinforce(
         summary_metrics = metrics
         update += 1
 
-        if update % cfg.checkpoint_every == 0 or frames >= cfg.total_frames:
+        if update % cfg.checkpoint_every == 0 or frames >= cfg.total_frames or run.checkpoint_due():
             run.save_checkpoint(
                 {
                     "agent": agent.state_dict(),

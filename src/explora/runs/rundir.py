@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class RunDir:
         resume: continue from ``path``'s last checkpoint.
         progress: show a progress bar on the terminal.
         total_frames: the progress bar's end.
+        checkpoint_minutes: the longest wall time between checkpoints (``checkpoint_due``),
+            whatever the agent's own cadence.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class RunDir:
         resume: bool = False,
         progress: bool = True,
         total_frames: int | None = None,
+        checkpoint_minutes: float = 5.0,
     ) -> None:
         check_out_dir(path, overwrite, resume)
         self.path = Path(path)
@@ -133,6 +137,8 @@ class RunDir:
         self._task: Any = None
         self._show_progress = progress
         self._total = total_frames
+        self._checkpoint_seconds = 60.0 * checkpoint_minutes
+        self._last_checkpoint = time.monotonic()
 
     # -- metrics -------------------------------------------------------------------------
     def log(self, frames: int, metrics: dict[str, float]) -> None:
@@ -203,6 +209,13 @@ class RunDir:
         tmp = final.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, final)
+        self._last_checkpoint = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        """True once the last checkpoint (or the start) is ``checkpoint_minutes`` old. Agents
+        ask at each metric row, so a run whose own checkpoint cadence is slow in wall time
+        (bootdqn on DeepSea-40: 100k frames, about 12 minutes) loses at most that much work."""
+        return time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         file = self.path / "checkpoints" / CHECKPOINT
