@@ -56,6 +56,4 @@ def flush_denormals() -> Iterator[None]:
 def copy_weights(dst: nn.Module, src: nn.Module) -> None:
     """``dst.load_state_dict(src.state_dict())`` for two modules of the same shape (a target
     network), without building the state dicts."""
-    torch._foreach_copy_(
-        [*dst.parameters(), *dst.buffers()], [*src.parameters(), *src.buffers()]
-    )
+    torch._foreach_copy_([*dst.parameters(), *dst.buffers()], [*src.parameters(), *src.buffers()])
