@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from explora.agents.ppo import NullRun
+from explora.agents.common import NullRun
 from explora.agents.reinforce import ReinforceConfig, train_reinforce
 from explora.envs import make
 

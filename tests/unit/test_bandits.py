@@ -20,7 +20,7 @@ from explora.agents.bandits import (
     make_strategy,
     train_bandit,
 )
-from explora.agents.ppo import NullRun
+from explora.agents.common import NullRun
 from explora.bonuses import make_bonus
 from explora.envs.bandits import BanditEnv, parse_bandit_id
 from explora.envs.deepsea import DeepSea

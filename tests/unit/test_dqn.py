@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from explora.agents.common import NullRun
 from explora.agents.dqn import (
     BootDQNConfig,
     DQNConfig,
@@ -13,7 +14,6 @@ from explora.agents.dqn import (
     td_targets,
     train_dqn,
 )
-from explora.agents.ppo import NullRun
 from explora.agents.replay import ReplayBuffer
 from explora.envs import make
 from explora.models.ensemble import EnsembleQ, as_inputs

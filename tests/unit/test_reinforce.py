@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explora.agents.ppo import ActorCritic, NullRun, PPOConfig, TrainingDiverged
+from explora.agents.common import NullRun, TrainingDiverged
+from explora.agents.ppo import ActorCritic, PPOConfig
 from explora.agents.reinforce import (
     ReinforceConfig,
     Rollout,

@@ -14,8 +14,9 @@ from typing import Any
 import gymnasium as gym
 
 from explora.agents.bandits import BanditConfig, train_bandit
+from explora.agents.common import TrainingDiverged
 from explora.agents.dqn import BootDQNConfig, DQNConfig, train_dqn
-from explora.agents.ppo import PPOConfig, TrainingDiverged, train_ppo
+from explora.agents.ppo import PPOConfig, train_ppo
 from explora.agents.reinforce import ReinforceConfig, train_reinforce
 from explora.presets import algo_preset
 

@@ -43,12 +43,13 @@ from __future__ import annotations
 import abc
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from explora.agents.ppo import NullRun
+from explora.agents import common
+from explora.agents.common import NullRun
 from explora.envs.bandits import BANDIT_ID_FORMS, BanditEnv
 from explora.envs.base import VecEnv
 
@@ -345,11 +346,10 @@ def train_bandit(
 
     state = run.load_checkpoint()
     if state is not None:
-        strategy.load_state_dict(state["strategy"])
-        rng.bit_generator.state = state["numpy_rng"]
+        common.load_state_dicts(state, strategy=strategy)
+        wall_offset = common.restore_progress(state, rng)
         pulls, update = int(state["pulls"]), int(state["update"])
         cum_regret[:] = state["cumulative_regret"]
-        wall_offset = float(state.get("wall_time_s", 0.0))
         done_curves = {k: np.asarray(state[k]) for k in ("regret_curve", "reward_curve")}
     # Means over copies after each pull; sized for a run extended past its checkpoint too.
     regret_curve = np.zeros(max(P, pulls))
@@ -393,18 +393,16 @@ def train_bandit(
         summary_metrics = metrics
 
         if update % cfg.checkpoint_every == 0 or pulls >= P or run.checkpoint_due():
+            wall = wall_offset + time.perf_counter() - start_time
             run.save_checkpoint(
                 {
-                    "strategy": strategy.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
+                    **common.state_dicts(strategy=strategy),
+                    **common.progress_state(frames, wall, cfg, rng),
                     "pulls": pulls,
                     "update": update,
-                    "frames": frames,
                     "cumulative_regret": cum_regret.copy(),
                     "regret_curve": regret_curve[:pulls].copy(),
                     "reward_curve": reward_curve[:pulls].copy(),
-                    "wall_time_s": wall_offset + time.perf_counter() - start_time,
-                    "config": asdict(cfg),
                 }
             )
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -40,12 +40,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explora.agents.ppo import NullRun, TrainingDiverged
+from explora.agents import common
+from explora.agents.common import NullRun, Stateful
 from explora.agents.replay import Batch, ReplayBuffer
 from explora.bonuses.base import Bonus, RunningMeanStd, Transitions
 from explora.envs.base import VecEnv
 from explora.models.ensemble import EnsembleQ, as_inputs
-from explora.models.optim import clip_grad_norm, copy_weights, flush_denormals
+from explora.models.optim import copy_weights, flush_denormals
 from explora.runs.episodes import EpisodeTracker
 
 EXPLORATION = ("epsilon-greedy", "boltzmann", "noisy", "thompson-heads")
@@ -321,20 +322,20 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
     tracker = EpisodeTracker(N, env.grid_shape)
     frames, grad_steps, first_step, wall_offset = 0, 0, 0, 0.0
 
+    parts: dict[str, Stateful | None] = {
+        "net": net,
+        "target": target,
+        "optimizer": optimizer,
+        "replay": replay,
+        "int_rms": int_rms,
+        "tracker": tracker,
+        "bonus": bonus,
+    }  # what a checkpoint holds as state dicts
     state = run.load_checkpoint()
     if state is not None:
-        net.load_state_dict(state["net"])
-        target.load_state_dict(state["target"])
-        optimizer.load_state_dict(state["optimizer"])
-        replay.load_state_dict(state["replay"])
-        int_rms.load_state_dict(state["int_rms"])
-        tracker.load_state_dict(state["tracker"])
-        if bonus is not None and state.get("bonus") is not None:
-            bonus.load_state_dict(state["bonus"])
-        frames, grad_steps = int(state["frames"]), int(state["grad_steps"])
-        first_step, wall_offset = int(state["step"]), float(state["wall_time_s"])
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = state["numpy_rng"]
+        common.load_state_dicts(state, **parts)
+        wall_offset = common.restore_progress(state, rng)
+        frames, grad_steps, first_step = state["frames"], state["grad_steps"], state["step"]
 
     obs, info = env.reset(seed=cfg.seed + 7919 * first_step)
     tracker.record_positions(info)
@@ -368,16 +369,15 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         targets = td_targets(net, target, batch, rewards, cfg.double_q)
         q = net(as_inputs(batch.obs))
         loss = td_loss(q, batch.actions, targets, batch.masks, cfg.loss)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"DQN loss became {loss.item()} at {frames} frames; the last good checkpoint "
-                "is kept. Try a lower learning_rate or int_coef."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm is not None:
-            clip_grad_norm(params, cfg.max_grad_norm)
-        optimizer.step()
+        common.gradient_step(
+            loss,
+            optimizer,
+            params,
+            cfg.max_grad_norm,
+            name="DQN",
+            at=f"{frames} frames",
+            hint="Try a lower learning_rate or int_coef.",
+        )
         losses.append(loss.detach())
         grad_steps += 1
         if grad_steps % cfg.target_update_every == 0:
@@ -438,30 +438,18 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
                 "losses/td": float(torch.stack(losses).mean()) if losses else math.nan,
                 "losses/gradient_steps": float(grad_steps),
             }
-            if tracker.unique_states is not None:
-                metrics["charts/unique_states"] = float(tracker.unique_states)
             losses.clear()
-            run.log(frames, metrics)
-            run.progress(frames, metrics)
+            common.log_row(run, tracker, frames, metrics)
             summary_metrics = metrics
             rows = (step_index + 1) // log_every_steps
             if rows % cfg.checkpoint_every == 0 or last or run.checkpoint_due():
+                wall = wall_offset + time.perf_counter() - start_time
                 run.save_checkpoint(
                     {
-                        "net": net.state_dict(),
-                        "target": target.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "replay": replay.state_dict(),
-                        "int_rms": int_rms.state_dict(),
-                        "tracker": tracker.state_dict(),
-                        "bonus": bonus.state_dict() if bonus is not None else None,
-                        "frames": frames,
+                        **common.state_dicts(**parts),
+                        **common.progress_state(frames, wall, cfg, rng),
                         "grad_steps": grad_steps,
                         "step": step_index + 1,
-                        "wall_time_s": wall_offset + time.perf_counter() - start_time,
-                        "torch_rng": torch.get_rng_state(),
-                        "numpy_rng": rng.bit_generator.state,
-                        "config": asdict(cfg),
                     }
                 )
         if solved:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -36,11 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from explora.agents import common
+from explora.agents.common import NullRun, Stateful
 from explora.agents.returns import gae
 from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions
 from explora.envs.base import EnvStep, VecEnv, random_actions
 from explora.models.encoders import layer_init, make_encoder
-from explora.models.optim import clip_grad_norm
 from explora.runs.episodes import EpisodeTracker
 
 LOSS_NAMES = (
@@ -50,10 +51,6 @@ LOSS_NAMES = (
     "losses/approx_kl",
     "losses/clipfrac",
 )
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass(frozen=True)
@@ -239,26 +236,6 @@ def _at_once(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return future
 
 
-class NullRun:
-    """Stands in for a run directory when the caller wants no files."""
-
-    def log(self, frames: int, metrics: dict[str, float]) -> None:
-        pass
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        pass
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        return None
-
-    def checkpoint_due(self) -> bool:
-        """Whether to checkpoint now, between the agent's own ``checkpoint_every`` points."""
-        return False
-
-    def progress(self, frames: int, metrics: dict[str, float]) -> None:
-        pass
-
-
 def train_ppo(
     env: VecEnv,
     config: PPOConfig,
@@ -294,18 +271,18 @@ def train_ppo(
     T, N = cfg.num_steps, cfg.num_envs
     frames, first_update, wall_offset = 0, 0, 0.0
 
+    parts: dict[str, Stateful | None] = {
+        "agent": agent,
+        "optimizer": optimizer,
+        "int_scale": int_scale,
+        "tracker": tracker,
+        "bonus": bonus,
+    }  # what a checkpoint holds as state dicts
     state = run.load_checkpoint()
     if state is not None:
-        agent.load_state_dict(state["agent"])
-        optimizer.load_state_dict(state["optimizer"])
-        int_scale.load_state_dict(state["int_scale"])
-        tracker.load_state_dict(state["tracker"])
-        if bonus is not None and state.get("bonus") is not None:
-            bonus.load_state_dict(state["bonus"])
-        frames, first_update = int(state["frames"]), int(state["update"])
-        wall_offset = float(state.get("wall_time_s", 0.0))
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = state["numpy_rng"]
+        common.load_state_dicts(state, **parts)
+        wall_offset = common.restore_progress(state, rng)
+        frames, first_update = state["frames"], state["update"]
 
     # Per-run seeds: a resumed run starts fresh episodes from a seed it has not used.
     next_obs_np, info = env.reset(seed=cfg.seed + 7919 * first_update)
@@ -467,15 +444,15 @@ def train_ppo(
                 v_loss = 0.5 * (value[:, :heads] - b_ret[idx, :heads]).square().sum(-1).mean()
                 entropy = entropy.mean()
                 loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"PPO loss became {loss.item()} at update {update} ({frames} frames); "
-                        "the last good checkpoint is kept. Try a lower learning_rate or int_coef."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_grad_norm(params, cfg.max_grad_norm)
-                optimizer.step()
+                common.gradient_step(
+                    loss,
+                    optimizer,
+                    params,
+                    cfg.max_grad_norm,
+                    name="PPO",
+                    at=f"update {update} ({frames} frames)",
+                    hint="Try a lower learning_rate or int_coef.",
+                )
                 # kept as tensors and read out once per update: a float() per step adds up
                 stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clipfrac]).detach())
                 if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
@@ -498,27 +475,17 @@ def train_ppo(
             **int_metrics,
             **bonus_metrics,
         }
-        if tracker.unique_states is not None:
-            metrics["charts/unique_states"] = float(tracker.unique_states)
-        run.log(frames, metrics)
-        run.progress(frames, metrics)
+        common.log_row(run, tracker, frames, metrics)
         summary_metrics = metrics
 
         last = update + 1 >= cfg.num_updates or frames + cfg.batch_size > cfg.total_frames
         if (update + 1) % cfg.checkpoint_every == 0 or last or run.checkpoint_due():
+            wall = wall_offset + time.perf_counter() - start_time
             run.save_checkpoint(
                 {
-                    "agent": agent.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "int_scale": int_scale.state_dict(),
-                    "tracker": tracker.state_dict(),
-                    "bonus": bonus.state_dict() if bonus is not None else None,
-                    "frames": frames,
+                    **common.state_dicts(**parts),
+                    **common.progress_state(frames, wall, cfg, rng),
                     "update": update + 1,
-                    "wall_time_s": wall_offset + time.perf_counter() - start_time,
-                    "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "config": asdict(cfg),
                 }
             )
 

@@ -72,8 +72,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -81,10 +82,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from explora.agents.ppo import ActorCritic, NullRun, PPOConfig, TrainingDiverged, _env_actions
+from explora.agents import common
+from explora.agents.common import NullRun, Stateful
+from explora.agents.ppo import ActorCritic, PPOConfig, _env_actions
 from explora.envs.base import EnvStep, VecEnv
 from explora.models.encoders import ENCODERS
-from explora.models.optim import clip_grad_norm
 from explora.runs.episodes import EpisodeTracker
 
 BASELINES = ("none", "whiten", "value", "sampled-mean", "sampled-greedy")
@@ -508,15 +510,17 @@ def train_reinforce(
     num_episodes = cfg.episodes_per_update
     frames, update, wall_offset = 0, 0, 0.0
 
+    parts: dict[str, Stateful | None] = {
+        "agent": agent,
+        "optimizer": optimizer,
+        "value_optimizer": value_optimizer,
+        "tracker": tracker,
+    }  # what a checkpoint holds as state dicts
     state = run.load_checkpoint()
     if state is not None:
-        agent.load_state_dict(state["agent"])
-        optimizer.load_state_dict(state["optimizer"])
-        value_optimizer.load_state_dict(state["value_optimizer"])
-        tracker.load_state_dict(state["tracker"])
-        frames, update = int(state["frames"]), int(state["update"])
-        wall_offset = float(state.get("wall_time_s", 0.0))
-        torch.set_rng_state(state["torch_rng"])
+        common.load_state_dicts(state, **parts)
+        wall_offset = common.restore_progress(state)
+        frames, update = state["frames"], state["update"]
 
     offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(quotas)[:-1]]))
     start_time, frames_at_start = time.perf_counter(), frames
@@ -582,34 +586,32 @@ def train_reinforce(
         pg_loss = -(advantages * logp).sum() / num_episodes
         entropy_loss = -cfg.ent_coef * entropy.sum() / num_episodes
         loss = pg_loss + entropy_loss
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"REINFORCE loss became {loss.item()} at update {update} ({frames} frames); "
-                "the last good checkpoint is kept. Try a lower learning_rate."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm is not None:
-            grad_norm = clip_grad_norm(policy_params, cfg.max_grad_norm)
-        else:
-            grad_norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in policy_params if p.grad is not None])
-            )
-        optimizer.step()
+        at = f"update {update} ({frames} frames)"
+        clip = math.inf if cfg.max_grad_norm is None else cfg.max_grad_norm  # inf: norm only
+        grad_norm = common.gradient_step(
+            loss,
+            optimizer,
+            policy_params,
+            clip,
+            name="REINFORCE",
+            at=at,
+            hint="Try a lower learning_rate.",
+        )
+        assert grad_norm is not None  # a clip (maybe inf) always gives the norm
 
         # ---- value step (after the advantages, which used V before this batch) -----------
         if cfg.baseline == "value":
             for _ in range(cfg.value_epochs):
                 v_loss = 0.5 * (_value(agent, b_obs) - returns).square().mean()
-                if not torch.isfinite(v_loss):
-                    raise TrainingDiverged(
-                        f"REINFORCE value loss became {v_loss.item()} at update {update} "
-                        f"({frames} frames); the last good checkpoint is kept. Try a lower "
-                        "value_learning_rate."
-                    )
-                value_optimizer.zero_grad(set_to_none=True)
-                v_loss.backward()
-                value_optimizer.step()
+                common.gradient_step(
+                    v_loss,
+                    value_optimizer,
+                    [],
+                    None,
+                    name="REINFORCE value",
+                    at=at,
+                    hint="Try a lower value_learning_rate.",
+                )
             extra["losses/value"] = float(v_loss.detach())
         update_time = time.perf_counter() - update_start
 
@@ -626,25 +628,17 @@ def train_reinforce(
             "time/update_s": update_time,
             **extra,
         }
-        if tracker.unique_states is not None:
-            metrics["charts/unique_states"] = float(tracker.unique_states)
-        run.log(frames, metrics)
-        run.progress(frames, metrics)
+        common.log_row(run, tracker, frames, metrics)
         summary_metrics = metrics
         update += 1
 
         if update % cfg.checkpoint_every == 0 or frames >= cfg.total_frames or run.checkpoint_due():
+            wall = wall_offset + time.perf_counter() - start_time
             run.save_checkpoint(
                 {
-                    "agent": agent.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "value_optimizer": value_optimizer.state_dict(),
-                    "tracker": tracker.state_dict(),
-                    "frames": frames,
+                    **common.state_dicts(**parts),
+                    **common.progress_state(frames, wall, cfg),
                     "update": update,
-                    "wall_time_s": wall_offset + time.perf_counter() - start_time,
-                    "torch_rng": torch.get_rng_state(),
-                    "config": asdict(cfg),
                 }
             )
 
