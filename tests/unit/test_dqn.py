@@ -17,6 +17,7 @@ from explora.agents.dqn import (
 from explora.agents.replay import ReplayBuffer
 from explora.envs import make
 from explora.models.ensemble import EnsembleQ, as_inputs
+from explora.models.optim import flush_denormals
 
 
 def buffer_from(rewards, terminated, truncated, capacity=16):
@@ -234,3 +235,10 @@ def test_a_due_checkpoint_is_written_between_the_regular_ones():
                     checkpoint_every=1000, num_envs=1)  # fmt: skip
     train_dqn(make("DeepSea-6", num_envs=1), cfg, run=AlwaysDue())
     assert AlwaysDue.saves == 5  # one per metric row, not only the final one
+
+
+def test_denormals_are_flushed_only_inside_the_block():
+    tiny = torch.tensor([1e-40])  # below float32's smallest normal number, 1.2e-38
+    with flush_denormals():
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) > 0.0  # torch's default is back
