@@ -119,7 +119,7 @@ def test_masked_heads_get_no_gradient_and_priors_never_move():
     cfg = BootDQNConfig(total_frames=400, num_heads=4, learning_starts=32, batch_size=16)
     agent = train_dqn(env, cfg)["agent"]
     torch.manual_seed(0)
-    fresh = EnsembleQ(25, 2, heads=4, hidden=(50, 50), prior_scale=5.0)
+    fresh = EnsembleQ(25, 2, heads=4, hidden=(50, 50), prior_scale=5.0, init=cfg.init)
     assert agent.prior is not None and fresh.prior is not None
     for a, b in zip(agent.prior.parameters(), fresh.prior.parameters(), strict=True):
         torch.testing.assert_close(a, b)

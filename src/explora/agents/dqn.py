@@ -45,7 +45,7 @@ from explora.agents.common import NullRun, Stateful
 from explora.agents.replay import Batch, ReplayBuffer
 from explora.bonuses.base import Bonus, RunningMeanStd, Transitions
 from explora.envs.base import VecEnv
-from explora.models.ensemble import EnsembleQ, as_inputs
+from explora.models.ensemble import INITS, EnsembleQ, as_inputs
 from explora.models.optim import copy_weights, flush_denormals
 from explora.runs.episodes import EpisodeTracker
 
@@ -102,6 +102,9 @@ class DQNConfig:
     """global gradient-norm clip (None: off)"""
     hidden: tuple[int, ...] = (120, 84)
     """hidden layer widths of each Q-network head"""
+    init: str = "uniform"
+    """weight init of the Q-networks and priors: uniform (torch's nn.Linear) or
+    truncated-normal (haiku's, as bsuite's agents; ``explora.models.ensemble``)"""
     num_heads: int = 1
     """ensemble heads (1: DQN)"""
     prior_scale: float = 0.0
@@ -144,6 +147,8 @@ class DQNConfig:
             raise ValueError(
                 f"unknown exploration {self.exploration!r}; choose one of: {', '.join(EXPLORATION)}"
             )
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.exploration == "thompson-heads" and self.num_heads < 2:
@@ -164,11 +169,11 @@ class DQNConfig:
 @dataclass(frozen=True)
 class BootDQNConfig(DQNConfig):
     """Bootstrapped DQN with randomized priors; defaults of bsuite's ``boot_dqn`` agent
-    (``bsuite/baselines/jax/boot_dqn/agent.py``: 20 heads of MLP [50, 50], prior scale 5,
-    Adam 1e-3, batch 128, replay 10,000, training from 128 stored transitions, one SGD step per
-    step, target copy every 4 SGD steps, mask_prob 1.0, no epsilon, MSE loss, one-step
-    Q-learning target). Deviation: with N env copies an SGD step follows every vector step of N
-    transitions (bsuite: every transition, N = 1 there)."""
+    (``bsuite/baselines/jax/boot_dqn/agent.py``: 20 heads of MLP [50, 50] initialised as haiku
+    does, prior scale 5, Adam 1e-3, batch 128, replay 10,000, training from 128 stored
+    transitions, one SGD step per step, target copy every 4 SGD steps, mask_prob 1.0, no epsilon,
+    MSE loss, one-step Q-learning target). Deviation: with N env copies an SGD step follows every
+    vector step of N transitions (bsuite: every transition, N = 1 there)."""
 
     num_envs: int = 1
     buffer_size: int = 10_000
@@ -183,6 +188,7 @@ class BootDQNConfig(DQNConfig):
     loss: str = "mse"
     max_grad_norm: float | None = None
     hidden: tuple[int, ...] = (50, 50)
+    init: str = "truncated-normal"
     num_heads: int = 20
     prior_scale: float = 5.0
     mask_prob: float = 1.0
@@ -298,7 +304,7 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
 
     noisy = cfg.exploration == "noisy"
     one_hot = cfg.lazy_adam and _one_hot_space(obs_space) and not noisy
-    net = EnsembleQ(in_dim, A, K, cfg.hidden, cfg.prior_scale, noisy=noisy, one_hot=one_hot)
+    net = EnsembleQ(in_dim, A, K, cfg.hidden, cfg.prior_scale, noisy, one_hot, cfg.init)
     target = copy.deepcopy(net).requires_grad_(False)
     params = [p for p in net.parameters() if p.requires_grad]
     # lazy_adam with one-hot inputs: the first layer's table gets sparse gradients and

@@ -7,7 +7,12 @@
     Q_k(s, .) = f_k(s, .) + prior_scale * p_k(s, .)        p_k never trained
 
 Layers are ``EnsembleLinear``: weights ``[K, in, out]`` applied with one batched matmul, so 20
-heads cost about what one wider layer does. With ``one_hot=True`` (observations that are one-hot,
+heads cost about what one wider layer does. ``init`` draws the weights: "uniform" is
+torch's ``nn.Linear`` default (weights and biases uniform in +-1/sqrt(fan_in)); "truncated-normal"
+is haiku's ``hk.Linear`` default, which bsuite's agents use (weights from a normal of std
+1/sqrt(fan_in) cut at 2 std, biases 0). The choice matters for a prior network: with one-hot
+inputs, uniform biases give every state nearly the same prior, the truncated normal gives each
+state its own. With ``one_hot=True`` (observations that are one-hot,
 like DeepSea's) the first layer is ``OneHotInput``, a lookup with sparse gradients.
 With ``noisy=True`` a layer is a factorised-Gaussian
 NoisyNet layer (Fortunato et al. 2018): ``W = mu_W + sigma_W * (f(e_out) f(e_in)^T)``, f(x) =
@@ -28,6 +33,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+INITS = ("uniform", "truncated-normal")
+
+
+def _init_(weight: Tensor, bias: Tensor, fan_in: int, init: str) -> None:
+    with torch.no_grad():
+        if init == "uniform":  # torch's nn.Linear default range
+            bound = 1.0 / math.sqrt(fan_in)
+            weight.uniform_(-bound, bound)
+            bias.uniform_(-bound, bound)
+        elif init == "truncated-normal":  # haiku's hk.Linear default
+            std = 1.0 / math.sqrt(fan_in)
+            nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+            bias.zero_()
+        else:
+            raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+
 
 class EnsembleLinear(nn.Module):
     """K independent linear layers; input ``[K, B, in]`` or ``[B, in]`` (shared by all)."""
@@ -36,12 +57,18 @@ class EnsembleLinear(nn.Module):
     eps_out: Tensor
 
     def __init__(
-        self, heads: int, in_dim: int, out_dim: int, noisy: bool = False, sigma0: float = 0.5
+        self,
+        heads: int,
+        in_dim: int,
+        out_dim: int,
+        noisy: bool = False,
+        sigma0: float = 0.5,
+        init: str = "uniform",
     ) -> None:
         super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)  # torch's nn.Linear default range
-        self.weight = nn.Parameter(torch.empty(heads, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(heads, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim))
+        _init_(self.weight, self.bias, in_dim, init)
         self.noisy = noisy
         if noisy:
             sigma = sigma0 / math.sqrt(in_dim)
@@ -111,12 +138,12 @@ class OneHotInput(nn.Module):
     those. The dense alternative moves the whole table every step: for DeepSea-100 (10,000
     inputs x 20 heads x 50 units) that is 10M parameters per Adam step."""
 
-    def __init__(self, heads: int, in_dim: int, out_dim: int) -> None:
+    def __init__(self, heads: int, in_dim: int, out_dim: int, init: str = "uniform") -> None:
         super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
         self.heads, self.out_dim = heads, out_dim
-        self.weight = nn.Parameter(torch.empty(in_dim, heads * out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(in_dim, heads * out_dim))
+        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim))
+        _init_(self.weight, self.bias, in_dim, init)
 
     def forward(self, x: Tensor | OneHot) -> Tensor:
         if not isinstance(x, OneHot):
@@ -126,11 +153,13 @@ class OneHotInput(nn.Module):
         return rows.view(-1, self.heads, self.out_dim).transpose(0, 1) + self.bias
 
 
-def _mlp(heads: int, sizes: list[int], noisy: bool, one_hot: bool = False) -> nn.Sequential:
+def _mlp(
+    heads: int, sizes: list[int], noisy: bool, one_hot: bool = False, init: str = "uniform"
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        first = OneHotInput(heads, a, b) if i == 0 and one_hot else None
-        layers.append(first or EnsembleLinear(heads, a, b, noisy=noisy))
+        first = OneHotInput(heads, a, b, init) if i == 0 and one_hot else None
+        layers.append(first or EnsembleLinear(heads, a, b, noisy=noisy, init=init))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -149,15 +178,16 @@ class EnsembleQ(nn.Module):
         prior_scale: float = 0.0,
         noisy: bool = False,
         one_hot: bool = False,
+        init: str = "uniform",
     ) -> None:
         super().__init__()
         if noisy and one_hot:
             raise ValueError("NoisyNet layers take dense inputs; one_hot must be False")
         sizes = [in_dim, *hidden, num_actions]
         self.heads = heads
-        self.net = _mlp(heads, sizes, noisy, one_hot)
+        self.net = _mlp(heads, sizes, noisy, one_hot, init)
         self.prior_scale = prior_scale
-        self.prior = _mlp(heads, sizes, False, one_hot) if prior_scale > 0 else None
+        self.prior = _mlp(heads, sizes, False, one_hot, init) if prior_scale > 0 else None
         self._prior_table: Tensor | None = None
         if self.prior is not None:
             self.prior.requires_grad_(False)
