@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py            # the README's table (a few minutes on 2 cores)
     python benchmarks/throughput.py --frames 100000 --cases DeepSea-20:rnd
+    python benchmarks/throughput.py --frames 5000 --cases DeepSea-50:none:bootdqn
 
 Each case is one ``explora.train`` run; ``env_fps`` is measured by that run on its own envs
 (random actions) just before training, so the ratio fps/env_fps holds on a noisy machine.
@@ -30,26 +31,31 @@ DEFAULT_CASES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300_000, help="frames per case")
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="ENV:BONUS pairs")
+    parser.add_argument(
+        "--cases", nargs="+", default=DEFAULT_CASES, help="ENV:BONUS[:ALGO] (algo: ppo)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
-            env_id, _, bonus = case.partition(":")
+            env_id, _, rest = case.partition(":")
+            bonus, _, algo = rest.partition(":")
             bonus_name = None if bonus in ("", "none") else bonus
             summary = explora.train(
                 env_id,
+                algo=algo or "ppo",
                 bonus=bonus_name,
                 frames=args.frames,
                 seed=args.seed,
                 out=Path(tmp) / case.replace(":", "-"),
                 progress=False,
             )
-            rows.append((env_id, bonus or "none", summary))
+            algo, bonus = algo or "ppo", bonus or "none"
+            rows.append((env_id, bonus, algo, summary))
             print(
-                f"{env_id:28s} {bonus or 'none':6s} fps {summary['fps']:>9,.0f}   "
+                f"{env_id:28s} {bonus:6s} {algo:8s} fps {summary['fps']:>9,.0f}   "
                 f"env_fps {summary['env_fps']:>11,.0f}",
                 flush=True,
             )
@@ -60,12 +66,12 @@ def main() -> None:
         f"threads, torch {torch.__version__}, {args.frames:,} frames per case"
     )
     print()
-    print("| env | bonus | num_envs | training frames/s | env frames/s (same run) | ratio |")
-    print("|---|---|---:|---:|---:|---:|")
-    for env_id, bonus, s in rows:
+    print("| env | algo | bonus | num_envs | training frames/s | env frames/s (same run) | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for env_id, bonus, algo, s in rows:
         print(
-            f"| {env_id} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | {s['env_fps']:,.0f} | "
-            f"{s['fps'] / s['env_fps']:.3f} |"
+            f"| {env_id} | {algo} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | "
+            f"{s['env_fps']:,.0f} | {s['fps'] / s['env_fps']:.3f} |"
         )
 
 
