@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -103,9 +103,52 @@ class EnsembleLinear(nn.Module):
         weight: Tensor = self.weight
         if self.noisy:
             weight = weight + self.weight_sigma * (self.eps_in * self.eps_out)
-        rows = weight.index_select(1, x.hot) * x.present.view(1, -1, 1)
+            rows = weight.index_select(1, x.hot)
+        elif torch.is_grad_enabled() and self.weight.requires_grad:
+            rows = _RowsOf.apply(self.weight, x.hot, self)
+        else:
+            rows = self.weight.index_select(1, x.hot)
+        rows = rows * x.present.view(1, -1, 1)
         bias = self.bias + self.bias_sigma * self.eps_out if self.noisy else self.bias
         return rows + bias
+
+    def _add_row_grads(self, hot: Tensor, grad: Tensor) -> None:
+        """Add ``grad`` ``[K, B, out]`` into rows ``hot`` of ``weight.grad``. The gradient lives
+        in one buffer kept across steps: when an optimizer has reset ``weight.grad`` to None,
+        only the rows the last steps wrote are zeroed again. Autograd's own backward of a row
+        lookup allocates and zero-fills a tensor the size of the whole table every step: with
+        DeepSea-100's 10,000 inputs x 20 heads x 50 units that fill was half of the step."""
+        buffer: Tensor | None = getattr(self, "_grad_buffer", None)
+        if buffer is None or buffer.shape != self.weight.shape:
+            buffer = self._grad_buffer = torch.zeros_like(self.weight)
+            self._written: list[Tensor] = []
+        if self.weight.grad is None:
+            if self._written:
+                buffer.index_fill_(1, torch.cat(self._written), 0.0)
+                self._written.clear()
+            self.weight.grad = buffer
+        if self.weight.grad is buffer:
+            if sum(len(w) for w in self._written) > buffer.shape[1]:  # zero it all instead
+                self._written = [torch.arange(buffer.shape[1])]
+            self._written.append(hot)
+        self.weight.grad.index_add_(1, hot, grad)
+
+
+class _RowsOf(torch.autograd.Function):
+    """``weight.index_select(1, hot)`` whose backward writes the table's gradient through
+    ``EnsembleLinear._add_row_grads`` (returning None to autograd for ``weight``)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, hot: Tensor, layer: EnsembleLinear) -> Tensor:
+        ctx.save_for_backward(hot)
+        ctx.layer = layer
+        return weight.index_select(1, hot)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None]:
+        (hot,) = ctx.saved_tensors
+        ctx.layer._add_row_grads(hot, grad)
+        return None, None, None
 
 
 class OneHot(NamedTuple):
