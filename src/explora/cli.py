@@ -219,7 +219,10 @@ def deepsea(
     table, solved = deepsea_table(rows, episodes)
     out = store.parent / f"deepsea-{algo}.md"
     out.write_text(table + "\n")
+    plot_deepsea(solved, episodes, out.with_suffix(".png"), title=f"DeepSea sweep of {algo}")
     print(table)
+    run_time = sum(float(r["wall_time_s"] or 0.0) for r in rows)
+    print(f"run time of the sizes finished so far: {run_time / 60:.1f} min (sum over runs)")
     contiguous = 0
     for n, at in solved:
         if at is None:
@@ -227,7 +230,43 @@ def deepsea(
         contiguous = n
     largest = max((n for n, at in solved if at is not None), default=None)
     print(f"largest N solved within {episodes:,} episodes: {largest}; every N up to {contiguous}")
-    print(f"table: {out}")
+    print(f"table: {out}; plot: {out.with_suffix('.png')}")
+
+
+def plot_deepsea(
+    solved: list[tuple[int, int | None]], episodes: int, out_png: Path, title: str = ""
+) -> None:
+    """The episode each size was solved at against N (log scale), with the episode budget and
+    the 2^N episodes that dithering (epsilon-greedy) needs; unsolved sizes sit on the budget
+    line as crosses."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    done = [(n, at) for n, at in solved if at is not None]
+    if done:
+        ax.plot(*zip(*done, strict=True), "o-", color="tab:blue", label="solved at episode")
+    missed = [n for n, at in solved if at is None]
+    if missed:
+        ax.plot(missed, [episodes] * len(missed), "x", color="tab:red", ms=9, label="not solved")
+    sizes = [n for n, _ in solved] or [10]
+    lo, hi = min(sizes), max(sizes)
+    ax.axhline(episodes, color="grey", ls="--", lw=1, label=f"budget ({episodes:,} episodes)")
+    grid = np.linspace(lo, max(lo, min(hi, np.log2(episodes * 3))), 50)
+    ax.plot(grid, 2.0**grid, ":", color="tab:orange", label="2^N (dithering)")
+    ax.set_yscale("log")
+    ax.set_ylim(10, episodes * 3)
+    ax.set_xlabel("DeepSea size N")
+    ax.set_ylabel("episodes")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
 
 
 def deepsea_table(

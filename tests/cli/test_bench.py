@@ -272,3 +272,5 @@ def test_deepsea_sweep_reports_the_solving_episode_per_size(tmp_path, capsys):
         n = int(row["task"].split("-")[1])
         assert row["frames"] < 300 * n
     assert (tmp_path / "deepsea-bootdqn.md").exists()
+    assert (tmp_path / "deepsea-bootdqn.png").stat().st_size > 0
+    assert "run time of the sizes finished so far" in out
