@@ -74,6 +74,8 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(heads, in_dim, out_dim))
         self.bias = nn.Parameter(torch.empty(heads, 1, out_dim))
         _init_(self.weight, self.bias, in_dim, init)
+        self._grad_buffer: Tensor | None = None  # see _add_row_grads
+        self._dirty = torch.zeros(0, dtype=torch.bool)
         self.noisy = noisy
         if noisy:
             sigma = sigma0 / math.sqrt(in_dim)
@@ -120,22 +122,20 @@ class EnsembleLinear(nn.Module):
     def _add_row_grads(self, hot: Tensor, grad: Tensor) -> None:
         """Add ``grad`` ``[K, B, out]`` into rows ``hot`` of ``weight.grad``. The gradient lives
         in one buffer kept across steps: when an optimizer has reset ``weight.grad`` to None,
-        only the rows the last steps wrote are zeroed again. Autograd's own backward of a row
-        lookup allocates and zero-fills a tensor the size of the whole table every step: with
-        DeepSea-100's 10,000 inputs x 20 heads x 50 units that fill was half of the step."""
-        buffer: Tensor | None = getattr(self, "_grad_buffer", None)
-        if buffer is None or buffer.shape != self.weight.shape:
-            buffer = self._grad_buffer = torch.zeros_like(self.weight)
-            self._written: list[Tensor] = []
+        only the rows written since the last reset (``_dirty``) are zeroed again. Autograd's own
+        backward of a row lookup allocates and zero-fills a tensor the size of the whole table
+        every step: with DeepSea-100's 10,000 inputs x 20 heads x 50 units that fill was half
+        of the step."""
+        if self._grad_buffer is None or self._grad_buffer.shape != self.weight.shape:
+            self._grad_buffer = torch.zeros_like(self.weight)
+            self._dirty = torch.zeros(self.weight.shape[1], dtype=torch.bool)
+        buffer = self._grad_buffer
         if self.weight.grad is None:
-            if self._written:
-                buffer.index_fill_(1, torch.cat(self._written), 0.0)
-                self._written.clear()
+            buffer.index_fill_(1, self._dirty.nonzero().squeeze(1), 0.0)
+            self._dirty.zero_()
             self.weight.grad = buffer
         if self.weight.grad is buffer:
-            if sum(len(w) for w in self._written) > buffer.shape[1]:  # zero it all instead
-                self._written = [torch.arange(buffer.shape[1])]
-            self._written.append(hot)
+            self._dirty[hot] = True
         self.weight.grad.index_add_(1, hot, grad)
 
 
