@@ -1,18 +1,21 @@
 """Sweeps: the store indexes every run exactly once, through killed workers, a killed parent,
 a second run of the same command, and the Ray backend."""
 
+import hashlib
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from explora.bench.store import Store
-from explora.bench.suites import plan
+from explora.bench.suites import SUITES, RunSpec, Suite, deepsea_task, plan
 from explora.bench.sweep import SweepLocked, _exclusive, sweep
 from explora.cli import main
 from explora.runs.rundir import read_metrics
@@ -209,6 +212,122 @@ def test_a_crashing_run_is_recorded_with_its_error(tmp_path, monkeypatch):
     assert [r["status"] for r in rows] == ["failed", "failed"]
     assert all(r["attempts"] == 2 for r in rows)
     assert all("exit code 1" in r["error"] and "on purpose" in r["error"] for r in rows)
+
+
+# A stand-in for `explora train` (seconds instead of minutes): writes a summary into the
+# directory it was given and notes that directory, so a test sees where each run trained.
+FAKE_TRAIN = """
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+(out / "summary.json").write_text(json.dumps({"final_return": 0.495, "frames": 12}))
+with open(sys.argv[2], "a") as trained:
+    trained.write(f"{out}\\n")
+"""
+
+
+def fake_training(monkeypatch: pytest.MonkeyPatch, trained: Path) -> None:
+    """Make sweeps run FAKE_TRAIN; each run's directory is appended to ``trained``."""
+    from explora.bench import sweep as sweep_module
+
+    def command(run: RunSpec, run_dir: Path) -> list[str]:
+        return [sys.executable, "-c", FAKE_TRAIN, str(run_dir), str(trained)]
+
+    monkeypatch.setattr(sweep_module, "train_command", command)
+
+
+def trained_dirs(trained: Path) -> list[str]:
+    return trained.read_text().splitlines() if trained.exists() else []
+
+
+def test_a_sweep_with_another_run_root_records_the_directory_it_trained_in(tmp_path, monkeypatch):
+    store, trained = tmp_path / "store.db", tmp_path / "trained.txt"
+    fake_training(monkeypatch, trained)
+    runs = plan("smoke", ["ppo"], 1)
+    db = Store(store)  # a first sweep under old/ indexed the runs and stopped before any ran
+    db.add(runs, tmp_path / "old")
+    db.close()
+    rows = sweep("smoke", store, methods=["ppo"], seeds=1, run_root=tmp_path / "new",
+                 progress=False)  # fmt: skip
+    expected = {str(tmp_path / "new" / r.relative_dir) for r in runs}
+    assert [r["status"] for r in rows] == ["done", "done"], [r["error"] for r in rows]
+    assert {r["run_dir"] for r in rows} == expected == set(trained_dirs(trained))
+    assert all(r["score"] == pytest.approx(0.5) for r in rows)
+    # A third root: the finished runs are neither redone nor moved.
+    again = sweep("smoke", store, methods=["ppo"], seeds=1, run_root=tmp_path / "third",
+                  progress=False)  # fmt: skip
+    assert again == rows
+    assert len(trained_dirs(trained)) == 2
+    assert not (tmp_path / "third" / "smoke").exists()
+
+
+def test_two_suites_with_the_same_runs_get_a_row_and_a_directory_each(tmp_path, monkeypatch):
+    store, trained = tmp_path / "store.db", tmp_path / "trained.txt"
+    fake_training(monkeypatch, trained)
+    one = Suite("one", "test", tasks=(deepsea_task(6, episodes=2_000),), methods=("ppo",), seeds=1)
+    two = replace(one, name="two")
+    sweep(one, store, progress=False)
+    rows = sweep(two, store, progress=False)
+    run_dir = tmp_path / "runs" / "two" / "DeepSea-6" / "ppo" / "seed0"
+    assert [(r["suite"], r["status"], r["run_dir"]) for r in rows] == [
+        ("two", "done", str(run_dir))
+    ]
+    assert (run_dir / "summary.json").exists()
+    assert sorted(r["suite"] for r in Store(store).rows()) == ["one", "two"]
+    assert len(trained_dirs(trained)) == 2
+
+
+def key_before_the_suite_was_in_it(run: RunSpec) -> str:
+    """``RunSpec.key`` as stores written before the suite was part of it hold it."""
+    content = {
+        "method": asdict(run.method) | {"description": None},
+        "task": asdict(run.task),
+        "seed": run.seed,
+    }
+    blob = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def test_a_store_keyed_without_the_suite_resumes_without_redoing_finished_runs(
+    tmp_path, monkeypatch
+):
+    store, trained = tmp_path / "store.db", tmp_path / "trained.txt"
+    fake_training(monkeypatch, trained)
+    finished, unfinished = plan("smoke", ["ppo"], 1)
+    # The store as an older explora left it: the same table, keys without the suite, one run
+    # done (trained elsewhere), the other left running by a killed sweep.
+    db = Store(store)
+    db.add([finished, unfinished], tmp_path / "old")
+    db.close()
+    with sqlite3.connect(store) as raw:
+        for run, status in ((finished, "done"), (unfinished, "running")):
+            raw.execute(
+                "UPDATE runs SET key = ?, status = ?, score = ? WHERE key = ?",
+                (key_before_the_suite_was_in_it(run), status, 0.25, run.key),
+            )
+    raw.close()
+    rows = sweep("smoke", store, methods=["ppo"], seeds=1, progress=False)
+    assert trained_dirs(trained) == [str(tmp_path / "runs" / unfinished.relative_dir)]
+    assert [(r["key"], r["status"]) for r in rows] == [
+        (finished.key, "done"),
+        (unfinished.key, "done"),
+    ]
+    assert finished.key != key_before_the_suite_was_in_it(finished)
+    assert rows[0]["score"] == 0.25
+    assert rows[0]["run_dir"] == str(tmp_path / "old" / finished.relative_dir)
+    assert len(Store(store).rows()) == 2
+    assert sweep("smoke", store, methods=["ppo"], seeds=1, progress=False) == rows
+    # Another suite with the same method, task and seed (the old key) gets its own run.
+    smoke = SUITES["smoke"]
+    other = Suite("other", "test", tasks=smoke.tasks[:1], methods=("ppo",), seeds=1,
+                  algo_args=smoke.algo_args)  # fmt: skip
+    assert key_before_the_suite_was_in_it(plan(other)[0]) == key_before_the_suite_was_in_it(
+        finished
+    )
+    assert [r["suite"] for r in sweep(other, store, progress=False)] == ["other"]
+    assert len(trained_dirs(trained)) == 2
+    assert len(Store(store).rows()) == 3
 
 
 def test_second_sweep_on_the_same_store_refuses(tmp_path):

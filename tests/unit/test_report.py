@@ -9,6 +9,7 @@ them. The page is checked as text and, when /usr/bin/chromium is installed
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import shutil
 import subprocess
@@ -20,7 +21,9 @@ import numpy as np
 import pytest
 
 import explora
-from explora.bench.report import _score_matrices, write_report
+from explora.bench.report import _runs_at_low_reference, _score_matrices, write_report
+from explora.bench.store import Store
+from explora.bench.suites import Suite, deepsea_task, plan
 
 CHROMIUM = Path("/usr/bin/chromium")
 TITLE = "tiny <sweep> & co"
@@ -152,15 +155,24 @@ def test_header_counts_failed_and_unfinished_runs(report: dict[str, Any]) -> Non
     }
 
 
-def test_failed_and_unfinished_runs_are_not_analysed(report: dict[str, Any]) -> None:
-    page = report["html"]
-    for sid in ("aggregate", "improvement", "frames-to-solve", "fps", "visitation"):
+def test_failed_and_unfinished_runs_are_scored_0_or_left_out(report: dict[str, Any]) -> None:
+    page, md = report["html"], report["md"]
+    for sid in ("frames-to-solve", "fps", "visitation"):
         assert "ppo+ghost" not in _section(page, sid), sid
+    assert "ppo+ghost" not in md.split("## Frames to solve")[1]
     assert "ppo+ghost" in _section(page, "failed") and "exit code 1" in _section(page, "failed")
+    # Method, runs, scored 0 / left out: seed 2 of ppo is running, of ppo+count pending, and
+    # ppo+ghost only failed (its stale score of 0.5 is not used).
     aggregate = _section(page, "aggregate")
-    assert re.search(r"<td class=l>ppo</td><td>2</td>", aggregate)  # seed 2 is still running
-    assert re.search(r"<td class=l>ppo\+count</td><td>2</td>", aggregate)
-    assert "ppo+ghost" not in report["md"]
+    every, finished = aggregate.split("Finished runs only")
+    assert "All runs (3 runs without a score scored 0)" in every
+    assert re.search(r"<td class=l>ppo</td><td>3</td><td>1</td>", every)
+    assert re.search(r"<td class=l>ppo\+count</td><td>3</td><td>1</td>", every)
+    assert re.search(r"<td class=l>ppo\+ghost</td><td>1</td><td>1</td><td>0.000 \[0.000", every)
+    assert finished.startswith(" (3 runs left out)")
+    assert re.search(r"<td class=l>ppo</td><td>2</td><td>1</td>", finished)
+    assert re.search(r"<td class=l>ppo\+ghost</td><td>0</td><td>1</td><td>—</td>", finished)
+    assert "ppo+ghost" in _section(page, "improvement")
     fps = _section(page, "fps")
     assert len(re.findall(r"<td class=l>DeepSea-6</td>", fps)) == 2  # one row per done method
 
@@ -169,14 +181,23 @@ def test_markdown_has_the_tables(report: dict[str, Any]) -> None:
     md = report["md"]
     assert md.startswith(f"# {TITLE}\n")
     for heading, header in (
-        ("## Aggregate metrics", "| Method | Runs | IQM | Mean | Median | Optimality gap |"),
+        (
+            "### All runs (3 runs without a score scored 0)",
+            "| Method | Runs | Scored 0 | IQM | Mean | Median | Optimality gap |",
+        ),
+        (
+            "### Finished runs only (3 runs left out)",
+            "| Method | Runs | Left out | IQM | Mean | Median | Optimality gap |",
+        ),
         ("## Frames to solve", "| Task | ppo | ppo+count |"),
         ("## Frames per second", "| Task | Method | Runs | Training fps | Env fps |"),
+        ("## Probability of improvement", "| X | Y | P(X > Y), all runs | P(X > Y), finished"),
     ):
-        assert heading in md
-        assert header in md
+        assert f"{heading}\n\n{header}" in md
     interval = r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]"
-    assert re.search(rf"\| ppo\+count \| 2 \| {interval} \| {interval} \|", md)
+    assert re.search(rf"\| ppo\+count \| 3 \| 1 \| {interval} \| {interval} \|", md)
+    assert re.search(rf"\| ppo\+count \| 2 \| 1 \| {interval} \| {interval} \|", md)
+    assert re.search(rf"\| ppo \| ppo\+ghost \| {interval} \| — \|", md)
     assert re.search(r"\| DeepSea-6 \| \d\S*k \(\d/2\) \| \S+ \(\d/2\) \|\n", md)
 
 
@@ -203,6 +224,101 @@ def test_scores_use_only_seeds_present_on_every_task() -> None:
     text = " ".join(notes)
     assert "a: seed(s) 1 lack" in text and "b: no scored run on t2" in text
     assert "1 finished run(s) have no score" in text
+
+
+def test_a_run_without_a_finished_score_is_scored_at_the_low_reference() -> None:
+    records = [
+        {"method": "a", "task": "t", "seed": 0, "status": "done", "score": 0.7},
+        {"method": "a", "task": "t", "seed": 0, "status": "failed", "score": None},  # another suite
+        {"method": "a", "task": "t", "seed": 1, "status": "failed", "score": 0.9},  # stale
+        {"method": "a", "task": "t", "seed": 2, "status": "pending", "score": None},
+        {"method": "a", "task": "t", "seed": 3, "status": "done", "score": None},
+    ]
+    runs = _runs_at_low_reference(records)
+    assert [(r["seed"], r["score"], r["scored_low"]) for r in runs] == [
+        (0, 0.7, False),
+        (1, 0.0, True),
+        (2, 0.0, True),
+        (3, 0.0, True),
+    ]
+
+
+def _rows_with_a_failed_run(tmp_path: Path) -> list[dict[str, Any]]:
+    """A store's rows: ppo and ppo+count, 3 seeds each on DeepSea-6; ppo's seed 2 failed."""
+    suite = Suite("t", "test", tasks=(deepsea_task(6, 100),), methods=("ppo", "ppo+count"))
+    scores = {("ppo", 0): 0.6, ("ppo", 1): 0.8}
+    db = Store(tmp_path / "store.db")
+    runs = plan(suite)
+    db.add(runs, tmp_path / "runs")
+    for run in runs:
+        if (run.method.name, run.seed) == ("ppo", 2):
+            db.mark_failed(run.key, "exit code 1\nboom", max_attempts=1)
+            continue
+        score = scores.get((run.method.name, run.seed), 0.5)
+        db.mark_done(run.key, {"final_return": 0.99 * score, "fps": 1e3}, None, score)
+    rows = db.rows()
+    db.close()
+    return rows
+
+
+def _md_rows(md: str, heading: str) -> dict[str, list[str]]:
+    """The cells of the Markdown table under ``heading``, by their first cell."""
+    assert heading + "\n" in md, f"no {heading!r} in the Markdown:\n{md}"
+    lines = md.split(heading + "\n", 1)[1].lstrip("\n").splitlines()
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines))
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in table[2:]]
+    return {row[0]: row[1:] for row in cells}
+
+
+def _point(cell: str) -> float:
+    return float(cell.split()[0])
+
+
+def test_a_failed_run_is_scored_low_and_the_aggregates_are_shown_both_ways(
+    tmp_path: Path,
+) -> None:
+    html_path, md_path = write_report(_rows_with_a_failed_run(tmp_path), tmp_path / "r.html",
+                                      reps=50)  # fmt: skip
+    md, page = md_path.read_text(), html_path.read_text()
+    every = _md_rows(md, "### All runs (1 run without a score scored 0)")
+    finished = _md_rows(md, "### Finished runs only (1 run left out)")
+    # Method | Runs | Scored 0 (or Left out) | IQM | Mean | Median | Optimality gap
+    assert every["ppo"][:2] == ["3", "1"] and finished["ppo"][:2] == ["2", "1"]
+    assert every["ppo+count"][:2] == ["3", "0"] and finished["ppo+count"][:2] == ["3", "0"]
+    # ppo: 0.6, 0.8 and the failed run at 0 -> mean 1.4 / 3; without it 0.7
+    assert _point(every["ppo"][3]) == pytest.approx(1.4 / 3, abs=1e-3)
+    assert _point(finished["ppo"][3]) == pytest.approx(0.7, abs=1e-3)
+    for i in (2, 3, 4):  # IQM, mean, median: lower with the failed run in
+        assert _point(every["ppo"][i]) < _point(finished["ppo"][i])
+    assert _point(every["ppo"][5]) > _point(finished["ppo"][5])  # optimality gap: larger
+    assert every["ppo+count"][2:] == finished["ppo+count"][2:]
+    # P(ppo > ppo+count): both finished runs beat all three 0.5s; the failed one loses to them.
+    poi = _md_rows(md, "## Probability of improvement")
+    assert poi["ppo"][0] == "ppo+count"
+    assert _point(poi["ppo"][1]) == pytest.approx(6 / 9, abs=1e-3)
+    assert _point(poi["ppo"][2]) == 1.0
+    aggregate = _section(page, "aggregate")
+    assert "All runs (1 run without a score scored 0)" in aggregate
+    assert "Finished runs only (1 run left out)" in aggregate
+
+
+def test_a_method_can_have_finished_scores_but_none_over_all_runs(tmp_path: Path) -> None:
+    # b never ran on B, whose only run failed: all runs cover tasks A and B (b left out),
+    # finished runs only task A (a and b both in).
+    records = [
+        {"method": "a", "task": "A", "seed": 0, "status": "done", "score": 0.9},
+        {"method": "a", "task": "B", "seed": 0, "status": "failed", "score": None},
+        {"method": "b", "task": "A", "seed": 0, "status": "done", "score": 0.4},
+    ]
+    _, md_path = write_report(records, tmp_path / "r.html", reps=20)
+    md = md_path.read_text()
+    every = _md_rows(md, "### All runs (1 run without a score scored 0)")
+    finished = _md_rows(md, "### Finished runs only (1 run left out)")
+    assert every["a"][:3] == ["2", "1", "0.450 [0.450, 0.450]"]
+    assert every["b"] == ["0", "—", "—", "—", "—", "—"]
+    assert finished["b"][:3] == ["1", "—", "0.400 [0.400, 0.400]"]
+    assert _md_rows(md, "## Probability of improvement")["a"] == ["b", "—", "1.000 [1.000, 1.000]"]
+    assert "b: no scored run on B" in md
 
 
 def test_env_without_success_gets_return_curves_and_no_heatmap(tmp_path: Path) -> None:

@@ -1,12 +1,19 @@
 """Benchmark report: a sweep's runs as one self-contained HTML page and a Markdown summary.
 
-The page holds, for the runs whose status is ``done``: learning curves per task (mean over seeds
-with a 95% bootstrap band), aggregate metrics (IQM, mean, median, optimality gap) with
-stratified-bootstrap intervals, performance profiles, the probability of improvement of every
-pair of methods, frames to solve, frames per second, and state-visitation heatmaps for grid
-worlds. Failed and unfinished runs are counted in the header, never analysed. Every figure is a
-base64 PNG inside the page, so the file can be mailed or attached to a PR as it is; the one
-script on the page only records, for automated checks, how many images decoded.
+The page holds: learning curves per task (mean over seeds with a 95% bootstrap band), aggregate
+metrics (IQM, mean, median, optimality gap) with stratified-bootstrap intervals, performance
+profiles, the probability of improvement of every pair of methods, frames to solve, frames per
+second, and state-visitation heatmaps for grid worlds. Every figure is a base64 PNG inside the
+page, so the file can be mailed or attached to a PR as it is; the one script on the page only
+records, for automated checks, how many images decoded.
+
+A run without a score (failed, unfinished, or finished without one) is scored at its task's low
+reference, 0 on the normalised scale, in the aggregate metrics, the performance profile and the
+probability of improvement: leaving it out would keep only the runs that went well and bias
+every figure upwards. The aggregate metrics and the probability of improvement are also shown
+over finished runs only, each table with the count of runs scored 0 or left out. The other
+sections (curves, frames to solve, frames per second, visitation) need a finished run's files
+and analyse only ``done`` runs.
 
 The statistics (``explora.bench.stats``) follow rliable (Agarwal et al. 2021, "Deep RL at the
 Edge of the Statistical Precipice"): scores of shape (runs, tasks) per method, intervals from
@@ -41,6 +48,8 @@ from explora.bench import stats
 from explora.runs.rundir import read_episodes, rolling_mean
 
 STATUSES = ("done", "failed", "running", "pending")
+LOW_REFERENCE = 0.0
+"""normalised score of a run without one: its task's low reference (``Task.score_low`` -> 0)"""
 WINDOW = 100
 """episodes in the rolling mean of a learning curve (the suites' success window)"""
 GRID_POINTS = 200
@@ -220,8 +229,15 @@ class _Analysis:
     colors: dict[str, str]
     done: list[dict[str, Any]]
     tasks: list[str]  # tasks of done runs, sorted
-    scores: dict[str, np.ndarray] = field(default_factory=dict)  # method -> [runs, tasks]
-    score_seeds: dict[str, list[int]] = field(default_factory=dict)
+    all_tasks: list[str]  # tasks of every record, sorted
+    # Scores [runs, tasks] per method, and the seeds of their rows, two ways: every run, those
+    # without a score at LOW_REFERENCE (over all_tasks); and finished runs only (over tasks).
+    all_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    all_seeds: dict[str, list[int]] = field(default_factory=dict)
+    finished_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    finished_seeds: dict[str, list[int]] = field(default_factory=dict)
+    scored_low: dict[str, int] = field(default_factory=dict)  # method -> runs in all_scores at 0
+    left_out: dict[str, int] = field(default_factory=dict)  # method -> all_scores runs not finished
     notes: list[str] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -250,11 +266,34 @@ def _check(records: list[dict[str, Any]]) -> None:
             )
 
 
+def _finished_score(rec: dict[str, Any]) -> float | None:
+    """The score of a ``done`` record, or None: no score, or a run that did not finish (whose
+    score, if any, is stale)."""
+    score = rec.get("score")
+    if rec.get("status") != "done" or score is None or not math.isfinite(float(score)):
+        return None
+    return float(score)
+
+
+def _runs_at_low_reference(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (method, task, seed) for the all-runs scores: its last finished, scored
+    record, else its last record scored ``LOW_REFERENCE``, marked ``scored_low``."""
+    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for rec in records:
+        key = (str(rec["method"]), str(rec["task"]), int(rec["seed"]))
+        score = _finished_score(rec)
+        if score is not None:
+            runs[key] = rec | {"score": score, "scored_low": False}
+        elif key not in runs or runs[key]["scored_low"]:
+            runs[key] = rec | {"score": LOW_REFERENCE, "scored_low": True}
+    return list(runs.values())
+
+
 def _score_matrices(
-    done: list[dict[str, Any]], tasks: list[str]
+    done: list[dict[str, Any]], tasks: list[str], view: str = "finished runs only"
 ) -> tuple[dict[str, np.ndarray], dict[str, list[int]], list[str]]:
     """Per method, scores [runs, tasks] over the seeds it has on every task; and notes on
-    what was left out."""
+    what was left out of the scores of ``view``."""
     by_method: dict[str, dict[str, dict[int, float]]] = {}
     notes: list[str] = []
     unscored = 0
@@ -267,7 +306,9 @@ def _score_matrices(
             float(score)
         )
     if unscored:
-        notes.append(f"{unscored} finished run(s) have no score and are left out of the scores.")
+        notes.append(
+            f"{unscored} finished run(s) have no score and are left out of the scores ({view})."
+        )
     scores: dict[str, np.ndarray] = {}
     seeds_used: dict[str, list[int]] = {}
     for method in sorted(by_method, key=_natural):
@@ -276,22 +317,22 @@ def _score_matrices(
         if absent:
             notes.append(
                 f"{method}: no scored run on {', '.join(absent)}; left out of the aggregate "
-                "metrics, performance profile and probability of improvement."
+                f"metrics, performance profile and probability of improvement ({view})."
             )
             continue
         common = sorted(set.intersection(*(set(per_task[t]) for t in tasks)))
         if not common:
             notes.append(
-                f"{method}: no seed has a scored run on every task; left out of the "
-                "aggregate metrics, performance profile and probability of improvement."
+                f"{method}: no seed has a scored run on every task; left out of the aggregate "
+                f"metrics, performance profile and probability of improvement ({view})."
             )
             continue
         dropped = sorted(set().union(*(set(per_task[t]) for t in tasks)) - set(common))
         if dropped:
             notes.append(
                 f"{method}: seed(s) {', '.join(map(str, dropped))} lack a finished run on some "
-                f"task; the scores use only seeds {', '.join(map(str, common))}, present on "
-                "every task."
+                f"task; the scores ({view}) use only seeds {', '.join(map(str, common))}, "
+                "present on every task."
             )
         scores[method] = np.array([[per_task[t][s] for t in tasks] for s in common])
         seeds_used[method] = common
@@ -310,7 +351,7 @@ def _analyse(records: list[dict[str, Any]], title: str) -> _Analysis:
             latest[(rec["method"], rec["task"], int(rec["seed"]))] = rec
     done = list(latest.values())
     tasks = sorted({str(r["task"]) for r in done}, key=_natural)
-    analysis = _Analysis(
+    a = _Analysis(
         title=title,
         date=time.strftime("%Y-%m-%d %H:%M %Z"),
         counts=counts,
@@ -318,17 +359,26 @@ def _analyse(records: list[dict[str, Any]], title: str) -> _Analysis:
         colors=_colors(methods),
         done=done,
         tasks=tasks,
+        all_tasks=sorted({str(r["task"]) for r in records}, key=_natural),
         failed=[r for r in records if r["status"] == "failed"],
     )
     repeated = sum(r["status"] == "done" for r in records) - len(done)
     if repeated:
-        analysis.notes.append(
+        a.notes.append(
             f"{repeated} finished run(s) repeat a (method, task, seed) of another; only the "
             "last record of each is analysed."
         )
-    analysis.scores, analysis.score_seeds, notes = _score_matrices(done, tasks)
-    analysis.notes += notes
-    return analysis
+    every = _runs_at_low_reference(records)
+    a.all_scores, a.all_seeds, all_notes = _score_matrices(every, a.all_tasks, "all runs")
+    a.finished_scores, a.finished_seeds, notes = _score_matrices(done, tasks)
+    a.notes += all_notes + notes
+    low = {(r["method"], r["task"], int(r["seed"])) for r in every if r["scored_low"]}
+    for method, seeds in a.all_seeds.items():
+        cells = {(method, t, s) for t in a.all_tasks for s in seeds}
+        finished = {(method, t, s) for t in tasks for s in a.finished_seeds.get(method, [])}
+        a.scored_low[method] = len(cells & low)
+        a.left_out[method] = len(cells - finished)
+    return a
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -525,15 +575,59 @@ def _visitation(a: _Analysis) -> tuple[list[tuple[str, str]], list[str]]:
 
 # -- tables ----------------------------------------------------------------------------------
 def _aggregate_rows(
-    a: _Analysis, agg: dict[str, dict[str, tuple[float, float, float]]]
+    a: _Analysis, agg: dict[str, dict[str, tuple[float, float, float]]], finished_only: bool
 ) -> tuple[list[str], list[list[str]]]:
-    header = ["Method", "Runs", *stats.METRICS]
+    """One row per method with scores in either view: runs (seeds x tasks) in the scores, runs
+    scored 0 (all runs) or left out (finished only), then the metrics ('—' without scores)."""
+    seeds, tasks = (a.finished_seeds, a.tasks) if finished_only else (a.all_seeds, a.all_tasks)
+    count = a.left_out if finished_only else a.scored_low
+    header = ["Method", "Runs", "Left out" if finished_only else "Scored 0", *stats.METRICS]
     rows = [
-        [m, str(len(a.score_seeds[m])), *(_interval(*agg[m][metric]) for metric in stats.METRICS)]
+        [
+            m,
+            str(len(seeds.get(m, [])) * len(tasks)),
+            str(count[m]) if m in count else "—",
+            *(_interval(*agg[m][metric]) if m in agg else "—" for metric in stats.METRICS),
+        ]
         for m in a.methods
-        if m in agg
+        if m in a.all_seeds or m in a.finished_seeds
     ]
     return header, rows
+
+
+def _aggregate(
+    scores: dict[str, np.ndarray], reps: int
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """``stats.aggregate_metrics`` of one view's scores; empty if no method has any."""
+    if not scores:
+        return {}
+    return stats.aggregate_metrics(scores, reps=reps, seed=0, confidence=CONFIDENCE)
+
+
+def _improvement(
+    scores: dict[str, np.ndarray], pairs: list[tuple[str, str]], reps: int
+) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """P(X > Y) of one view's scores for the ``pairs`` whose two methods both have scores
+    there (a method can be in one view and not the other)."""
+    present = [(x, y) for x, y in pairs if x in scores and y in scores]
+    if not present:
+        return {}
+    return stats.probability_of_improvement(
+        scores, present, reps=reps, seed=0, confidence=CONFIDENCE
+    )
+
+
+def _view_headings(a: _Analysis) -> tuple[str, str]:
+    """Headings of the two score views, with how many runs each scores 0 or leaves out."""
+
+    def runs(n: int) -> str:
+        return f"{n} run{'' if n == 1 else 's'}"
+
+    low, out = sum(a.scored_low.values()), sum(a.left_out.values())
+    return (
+        f"All runs ({runs(low)} without a score scored 0)",
+        f"Finished runs only ({runs(out)} left out)",
+    )
 
 
 def _frames_to_solve_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
@@ -602,15 +696,18 @@ def _header(a: _Analysis, n_records: int) -> tuple[str, str]:
     line = (
         f"{n_records} runs: {totals['done']} done, {totals['failed']} failed, {unfinished} "
         f"unfinished ({totals['running']} running, {totals['pending']} pending). "
-        f"Only the {totals['done']} done runs are analysed; intervals are "
-        f"{CONFIDENCE:.0%} bootstrap confidence intervals."
+        f"The {sum(a.scored_low.values())} run(s) without a score count at their task's low "
+        "reference (score 0) in the aggregate metrics, performance profile and probability of "
+        "improvement, which are also shown over finished runs only; the other sections analyse "
+        f"the {totals['done']} done runs. Intervals are {CONFIDENCE:.0%} bootstrap confidence "
+        "intervals."
     )
     rows = []
     for method in a.methods:
         c = a.counts[method]
         swatch = f'<span class="swatch" style="background:{a.colors[method]}"></span>'
         cells = [str(c["done"]), str(c["failed"]), str(c["running"] + c["pending"])]
-        seeds = a.score_seeds.get(method)
+        seeds = a.finished_seeds.get(method)
         cells.append(", ".join(map(str, seeds)) if seeds else "—")
         klass = ' class="bad"' if c["failed"] else ""
         rows.append(
@@ -619,7 +716,7 @@ def _header(a: _Analysis, n_records: int) -> tuple[str, str]:
         )
     table = (
         "<table><thead><tr><th class=l>Method</th><th>Done</th><th>Failed</th>"
-        "<th>Unfinished</th><th>Seeds in the scores</th></tr></thead>"
+        "<th>Unfinished</th><th>Seeds finished on every task</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     page = (
@@ -673,22 +770,35 @@ def write_report(
         )
     )
 
-    # 2-4. scores: aggregate metrics, performance profile, probability of improvement
-    if a.scores:
-        agg = stats.aggregate_metrics(a.scores, reps=reps, seed=0, confidence=CONFIDENCE)
-        agg_header, agg_rows = _aggregate_rows(a, agg)
-        body = _img(_aggregate_plot(a, agg), "aggregate metrics") + _html_table(
-            agg_header, agg_rows
+    # 2-4. scores: aggregate metrics, performance profile, probability of improvement. The
+    # figures and first tables count runs without a score at 0; the second tables drop them.
+    all_heading, finished_heading = _view_headings(a)
+    md += ["## Aggregate metrics", ""]
+    agg = _aggregate(a.all_scores, reps)
+    finished_agg = _aggregate(a.finished_scores, reps)
+    if agg or finished_agg:
+        all_header, all_rows = _aggregate_rows(a, agg, finished_only=False)
+        fin_header, fin_rows = _aggregate_rows(a, finished_agg, finished_only=True)
+        body = (
+            (_img(_aggregate_plot(a, agg), "aggregate metrics, all runs") if agg else "")
+            + f"<h3>{html.escape(all_heading)}</h3>"
+            + _html_table(all_header, all_rows)
+            + f"<h3>{html.escape(finished_heading)}</h3>"
+            + _html_table(fin_header, fin_rows)
         )
-        md += ["## Aggregate metrics", "", _md_table(agg_header, agg_rows), ""]
+        md += [f"### {all_heading}", "", _md_table(all_header, all_rows), ""]
+        md += [f"### {finished_heading}", "", _md_table(fin_header, fin_rows), ""]
         md += [
-            f"Normalised scores over {len(a.tasks)} task(s); point estimate "
-            f"[{CONFIDENCE:.0%} stratified-bootstrap interval], {reps} resamples.",
+            f"Normalised scores over {len(a.all_tasks)} task(s) (all runs) and "
+            f"{len(a.tasks)} task(s) (finished runs only); point estimate "
+            f"[{CONFIDENCE:.0%} stratified-bootstrap interval], {reps} resamples. Runs: seeds x "
+            "tasks in the scores; Scored 0: failed, unfinished or unscored runs counted at the "
+            "task's low reference; Left out: runs of the first table missing from the second.",
             "",
         ]
     else:
-        body = _missing("No method has a scored finished run on every task.")
-        md += ["## Aggregate metrics", "", "No method has a scored finished run on every task.", ""]
+        body = _missing("No method has a run on every task.")
+        md += ["No method has a run on every task.", ""]
     sections.append(
         _section(
             "aggregate",
@@ -696,16 +806,19 @@ def write_report(
             "Normalised scores (0: the task's low reference, 1: its high reference) over all "
             f"tasks: interquartile mean, mean, median and optimality gap (mean shortfall below "
             f"1; lower is better). Bars: {CONFIDENCE:.0%} stratified-bootstrap intervals "
-            f"({reps} resamples); black tick: point estimate. Runs: seeds present on every task.",
+            f"({reps} resamples); black tick: point estimate. The plot and the first table "
+            "count every run, a run without a score (failed, unfinished) at 0, since leaving "
+            "it out would favour methods that fail often; the second table keeps finished runs "
+            "only. Runs: seeds present on every task x tasks.",
             body,
         )
     )
 
-    if a.scores:
-        values = np.concatenate([s.ravel() for s in a.scores.values()])
+    if a.all_scores:
+        values = np.concatenate([s.ravel() for s in a.all_scores.values()])
         taus = np.linspace(min(0.0, float(values.min())), max(1.0, float(values.max())), 101)
         profile = stats.performance_profile(
-            a.scores, taus, reps=reps, seed=0, confidence=CONFIDENCE
+            a.all_scores, taus, reps=reps, seed=0, confidence=CONFIDENCE
         )
         body = _img(_profile_plot(a, taus, profile), "performance profile")
     else:
@@ -714,23 +827,27 @@ def write_report(
         _section(
             "profile",
             "Performance profile",
-            "Fraction of runs (over all tasks and seeds) whose normalised score exceeds tau, "
-            f"with {CONFIDENCE:.0%} bootstrap bands. A curve above another is better everywhere.",
+            "Fraction of runs (over all tasks and seeds; runs without a score at 0) whose "
+            f"normalised score exceeds tau, with {CONFIDENCE:.0%} bootstrap bands. A curve "
+            "above another is better everywhere.",
             body,
         )
     )
 
-    if len(a.scores) >= 2:
-        scored = [m for m in a.methods if m in a.scores]
-        pairs = [(x, y) for i, x in enumerate(scored) for y in scored[i + 1 :]]  # P(Y>X) = 1-P(X>Y)
-        poi = stats.probability_of_improvement(
-            a.scores, pairs, reps=reps, seed=0, confidence=CONFIDENCE
-        )
-        poi_rows = [[x, y, _interval(*poi[(x, y)])] for x, y in poi]
-        poi_header = ["X", "Y", "P(X > Y) [interval]"]
-        body = _img(_improvement_plot(a, poi), "probability of improvement") + _html_table(
-            poi_header, poi_rows, left=2
-        )
+    scored = [m for m in a.methods if m in a.all_scores or m in a.finished_scores]
+    pairs = [(x, y) for i, x in enumerate(scored) for y in scored[i + 1 :]]  # P(Y>X) = 1-P(X>Y)
+    poi = _improvement(a.all_scores, pairs, reps)
+    finished_poi = _improvement(a.finished_scores, pairs, reps)
+    if poi or finished_poi:
+        poi_rows = [
+            [x, y, *(_interval(*v[(x, y)]) if (x, y) in v else "—" for v in (poi, finished_poi))]
+            for x, y in pairs
+            if (x, y) in poi or (x, y) in finished_poi
+        ]
+        poi_header = ["X", "Y", "P(X > Y), all runs", "P(X > Y), finished runs only"]
+        body = (
+            _img(_improvement_plot(a, poi), "probability of improvement, all runs") if poi else ""
+        ) + _html_table(poi_header, poi_rows, left=2)
         md += ["## Probability of improvement", "", _md_table(poi_header, poi_rows, left=2), ""]
     else:
         body = _missing("Needs at least two methods with scores.")
@@ -740,7 +857,8 @@ def write_report(
             "Probability of improvement",
             "P(X > Y): the probability that a run of X scores higher than a run of Y on a "
             "randomly chosen task (ties count half), averaged over tasks; above 0.5 favours X. "
-            f"Bars: {CONFIDENCE:.0%} bootstrap intervals.",
+            f"Bars: {CONFIDENCE:.0%} bootstrap intervals over all runs (runs without a score "
+            "at 0); the table also gives P(X > Y) over finished runs only, with intervals.",
             body,
         )
     )
@@ -814,7 +932,9 @@ def write_report(
             _section(
                 "failed",
                 "Failed runs",
-                "Counted in the header, left out of every analysis. First line of the error.",
+                "Scored 0 in the aggregate metrics, performance profile and probability of "
+                "improvement over all runs; left out of every other analysis. First line of the "
+                "error.",
                 _html_table(["Method", "Task", "Seed", "Error"], failed_rows, left=4),
             )
         )

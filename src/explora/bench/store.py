@@ -1,9 +1,12 @@
 """The result store: one SQLite file indexing every run of every sweep.
 
-One row per run, keyed by ``RunSpec.key`` (a hash of method, task and seed), holding its status,
-attempts, last error, summary figures and run directory. Only the sweep's parent process writes
-to it, one short transaction per event, so a killed worker or a killed parent never loses a
-finished run: a run is ``done`` once its summary is committed, and nothing un-does that.
+One row per run, keyed by ``RunSpec.key`` (a hash of suite, method, task and seed), holding its
+status, attempts, last error, summary figures and run directory: the directory the run last
+started training in, so a finished run is found where it trained even when a later sweep puts
+new runs under another root. Stores written before the suite was part of the key are re-keyed
+on their next sweep (``Store.add``). Only the sweep's parent process writes to it, one short
+transaction per event, so a killed worker or a killed parent never loses a finished run: a run
+is ``done`` once its summary is committed, and nothing un-does that.
 
 Statuses: ``pending`` (not started, or to be retried), ``running`` (started by a sweep; if that
 sweep died, the next one resumes it from its checkpoint), ``done``, ``failed`` (crashed
@@ -73,10 +76,20 @@ class Store:
         self._db.close()
 
     def add(self, runs: list[RunSpec], run_root: Path) -> None:
-        """Index ``runs`` as pending; runs already in the store keep their state."""
+        """Index ``runs`` as pending; runs already in the store keep their state and directory
+        (``mark_running`` records where a run trains when it starts).
+
+        A row keyed by a run's ``legacy_key`` (suite left out) and written by the same suite
+        is that run: it is re-keyed, keeping its status, so finished runs are not run again.
+        A legacy row of another suite stays with that suite."""
         now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "UPDATE runs SET key = ? WHERE key = ? AND suite = ? "
+                "AND NOT EXISTS (SELECT 1 FROM runs WHERE key = ?)",
+                [(r.key, r.legacy_key, r.suite, r.key) for r in runs],
+            )
             self._db.executemany(
                 "INSERT OR IGNORE INTO runs (key, suite, method, task, seed, budget, run_dir, "
                 "spec, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,8 +136,10 @@ class Store:
                 f"UPDATE runs SET {assignments} WHERE key = ?", (*values.values(), key)
             )
 
-    def mark_running(self, key: str) -> None:
-        self._set(key, status="running")
+    def mark_running(self, key: str, run_dir: Path) -> None:
+        """The run starts training in ``run_dir``, which may differ from the directory it was
+        indexed with (another run root), so the row follows it there."""
+        self._set(key, status="running", run_dir=str(run_dir))
 
     def mark_done(
         self, key: str, summary: dict[str, Any], frames_to_solve: int | None, score: float | None

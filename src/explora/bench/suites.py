@@ -78,18 +78,34 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """Stable id: a hash of everything that determines the run."""
-        content = {
+        """Stable id: a hash of the suite and of everything that determines the run.
+
+        The suite is in it because the run directory names the suite: two suites with the same
+        method, task and seed train in two directories, so they are two runs with a row each
+        (sharing one row made the second suite report the first one's run)."""
+        return _hash(self._content() | {"suite": self.suite})
+
+    @property
+    def legacy_key(self) -> str:
+        """The key before the suite was part of it: ``Store.add`` re-keys rows of older stores
+        from it, so that they resume instead of running again."""
+        return _hash(self._content())
+
+    def _content(self) -> dict[str, Any]:
+        return {
             "method": asdict(self.method) | {"description": None},
             "task": asdict(self.task),
             "seed": self.seed,
         }
-        blob = json.dumps(content, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def relative_dir(self) -> str:
         return f"{self.suite}/{self.task.env_id}/{self.method.name}/seed{self.seed}"
+
+
+def _hash(content: dict[str, Any]) -> str:
+    blob = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 METHODS: dict[str, Method] = {

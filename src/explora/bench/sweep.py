@@ -12,6 +12,10 @@ checkpoint (``explora train --resume``) and never starts a run that is already `
 that crashes is recorded with its error and retried until it has failed ``max_attempts`` times.
 A second sweep on the same store waits for nothing: it refuses to start (a file lock).
 
+Runs train in ``run_root / RunSpec.relative_dir``, and the store records that directory when a
+run starts. So with another ``run_root`` a finished run stays where it trained (and is not run
+again), while an unfinished one starts over in the new root: its checkpoint is in the old one.
+
 Example:
     >>> from explora.bench.sweep import sweep
     >>> rows = sweep("smoke", store="bench/store.db", workers=2)   # doctest: +SKIP
@@ -218,9 +222,11 @@ def _exclusive(store_path: Path) -> Iterator[None]:
         yield
 
 
-def _record_finished(store: Store, run: RunSpec, done: Finished, max_attempts: int) -> str:
-    """Move a finished process's run to ``done`` (its summary read) or count a failure."""
-    run_dir = Path(str(store.get(run.key)["run_dir"]))  # type: ignore[index]
+def _record_finished(
+    store: Store, run: RunSpec, run_dir: Path, done: Finished, max_attempts: int
+) -> str:
+    """Move a finished process's run to ``done`` (the summary it wrote in ``run_dir``, the
+    directory it was started in, read) or count a failure."""
     summary_path = run_dir / "summary.json"
     if done.returncode == 0 and summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -229,6 +235,8 @@ def _record_finished(store: Store, run: RunSpec, done: Finished, max_attempts: i
         return "done"
     if done.returncode < 0:
         why = f"killed by signal {-done.returncode}"
+    elif done.returncode == 0:
+        why = f"exit code 0 but no {summary_path}"
     else:
         why = f"exit code {done.returncode}"
     return store.mark_failed(run.key, f"{why}\n{done.log_tail}", max_attempts)
@@ -315,11 +323,14 @@ def sweep(
                         run = by_key[key]
                         run_dir = root / run.relative_dir
                         run_dir.parent.mkdir(parents=True, exist_ok=True)
-                        db.mark_running(key)
+                        db.mark_running(key, run_dir)
                         runner.start(key, train_command(run, run_dir), logs / f"{key}.log")
                         display.refresh()
                     for done in runner.wait(timeout=1.0):
-                        status = _record_finished(db, by_key[done.key], done, max_attempts)
+                        run = by_key[done.key]
+                        status = _record_finished(
+                            db, run, root / run.relative_dir, done, max_attempts
+                        )
                         if status == "pending":
                             queue.append(done.key)  # retried after the others
                         display.refresh()
