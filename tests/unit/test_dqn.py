@@ -10,6 +10,7 @@ from explora.agents.common import NullRun
 from explora.agents.dqn import (
     BootDQNConfig,
     DQNConfig,
+    choose_actions,
     epsilon_at,
     greedy,
     td_loss,
@@ -197,13 +198,88 @@ def test_config_errors_name_the_problem(overrides, message):
         DQNConfig(**overrides).check()
 
 
-@pytest.mark.parametrize("exploration", ["boltzmann", "noisy"])
-def test_other_explorations_run(exploration):
+def test_boltzmann_follows_its_temperature_and_epsilon_its_schedule():
+    q = torch.tensor([[0.0, 1.0, 3.0]]).expand(6000, 3)
+    rng = np.random.default_rng(0)
+    cold = choose_actions(q, DQNConfig(exploration="boltzmann", temperature=0.01), 0, rng)
+    assert (cold == 2).all()
+    hot = choose_actions(q, DQNConfig(exploration="boltzmann", temperature=1.0), 0, rng)
+    want = torch.softmax(q[0], -1).numpy()  # [0.04, 0.11, 0.84]
+    np.testing.assert_allclose(np.bincount(hot, minlength=3) / len(hot), want, atol=0.015)
+    cfg = DQNConfig(learning_starts=0, epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_frames=100)
+    half = choose_actions(q, cfg, 50, rng)  # epsilon 0.5: greedy half the time, else uniform
+    np.testing.assert_allclose(np.bincount(half, minlength=3) / len(half),
+                               [1 / 6, 1 / 6, 2 / 3], atol=0.02)  # fmt: skip
+    assert (choose_actions(q, cfg, 100, rng) == 2).all()
+
+
+def test_noisy_net_draws_independent_noise_for_online_and_target_at_each_update(monkeypatch):
+    """Fortunato et al.: fresh noise per update, drawn separately for the online and the target
+    network. Before the fix the target kept a copy of the online noise until its next copy."""
+    import explora.agents.dqn as dqn
+
+    seen = []
+    real = dqn.td_targets
+
+    def spy(online, target, *args):
+        seen.append((online.net[0].eps_in.clone(), target.net[0].eps_in.clone()))
+        return real(online, target, *args)
+
+    monkeypatch.setattr(dqn, "td_targets", spy)
     env = make("CartPole-v1", 2, seed=0)
-    cfg = DQNConfig(total_frames=600, num_envs=2, learning_starts=100, batch_size=16,
-                    exploration=exploration)  # fmt: skip
-    result = train_dqn(env, cfg)
-    assert result["frames"] == 600 and np.isfinite(result["last_metrics"]["losses/td"])
+    cfg = DQNConfig(total_frames=400, num_envs=2, learning_starts=100, batch_size=16,
+                    exploration="noisy", target_update_every=1000)  # fmt: skip
+    train_dqn(env, cfg)
+    assert len(seen) > 50
+    for online, target in seen:
+        assert not torch.equal(online, target)
+    for (_, before), (_, after) in zip(seen, seen[1:], strict=False):
+        assert not torch.equal(before, after)
+
+
+def test_every_bonus_with_models_trains_in_dqn_episodic_or_lifelong():
+    """The MiniGrid preset wraps RND in FirstVisit (episodic): its predictor must still learn."""
+    from explora.bonuses import RND, FirstVisit
+
+    for wrap in (False, True):
+        torch.manual_seed(0)
+        rnd = RND(hidden_size=16, feature_size=8, warmup_steps=0)
+        bonus = FirstVisit(rnd) if wrap else rnd
+        cfg = DQNConfig(total_frames=300, num_envs=1, learning_starts=64, batch_size=16)
+        env = make("DeepSea-5", 1)
+        calls = []
+        real_update = rnd.update
+        rnd.update = lambda batch: calls.append(batch.shape) or real_update(batch)
+        train_dqn(env, cfg, bonus=bonus)
+        assert len(calls) > 100, f"first_visit={wrap}: the predictor trained {len(calls)} times"
+        assert calls[0] == (cfg.n_step, cfg.batch_size)
+
+
+def test_a_resume_that_resets_the_envs_cuts_the_windows_that_straddle_it(tmp_path):
+    """CartPole's state cannot be saved: the resumed run starts new episodes, and the step
+    stored last before the resume must end its episode so no n-step window runs across."""
+    import explora
+
+    out = tmp_path / "run"
+    kwargs = dict(algo="dqn", seed=0, out=out, progress=False,
+                  algo_args={"learning_starts": 64, "batch_size": 16, "log_every": 64,
+                             "checkpoint_every": 1, "num_envs": 2, "n_step": 3,
+                             "gamma": 0.5})  # fmt: skip
+    explora.train("CartPole-v1", frames=300, **kwargs)
+    first = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert first["env"] is None  # gymnasium's envs cannot hand their state over
+    explora.train("CartPole-v1", frames=600, resume=True, **kwargs)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    buf = ReplayBuffer(25_000, 2, (4,), np.float32)
+    buf.load_state_dict(state["replay"])
+    cut = buf.steps - first["replay"]["steps"]  # age of the last step before the resume
+    ended = buf.terminated | buf.truncated
+    assert ended[buf.pos - 1 - cut].all()
+    for env in (0, 1):
+        # the window starting one step before the cut: reward 1 per step, two steps, no more
+        batch = buf.gather(np.array([cut + 1]), np.array([env]), n_step=3, gamma=0.5)
+        if not ended[buf.pos - 2 - cut, env]:
+            assert float(batch.returns[0]) == 1.5 and float(batch.discount[0]) in (0.0, 0.25)
 
 
 def test_dqn_with_a_bonus_runs_and_resumes_with_its_replay(tmp_path):

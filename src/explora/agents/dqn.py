@@ -19,7 +19,19 @@ bootstrap; a truncation bootstraps from the true final observation.
 A bonus adds ``int_coef * r_int / std(r_int)`` to the reward (std: running std of the raw bonus):
 an episodic bonus (``bonus.episodic``, e.g. ``FirstVisit``) is observed and computed as each
 step happens and stored; a lifelong one (RND, counts) is computed on each sampled batch, so it
-reflects the bonus's current state, and trained on it (``bonus.update``).
+reflects the bonus's current state. Every bonus, episodic or lifelong, trains its models on the
+transitions of each sampled batch's n-step windows (``bonus.update``).
+
+NoisyNet: the online and target networks draw independent noise at every gradient step (three
+draws with the Double-DQN target: the online net choosing the next action, the target net
+valuing it, the online net being trained), as Fortunato et al. 2018 write the loss.
+
+Resume: a checkpoint holds the networks, optimiser, replay, normalisers, every random state and,
+where the env can hand its state over (DeepSea, bandits: ``VecEnv.state_dict``), the env, the
+current observations and the heads being followed, so the resumed run continues bit for bit.
+Where it cannot (EnvPool, gymnasium), the envs restart their episodes, and the newest stored
+step of each copy is marked truncated (``ReplayBuffer.cut_episodes``) so that no n-step window
+adds rewards or a bootstrap from across the restart.
 
 Example:
     >>> from explora.envs import make
@@ -115,9 +127,17 @@ class DQNConfig:
     """weight of the extrinsic reward"""
     int_coef: float = 1.0
     """weight of the normalised bonus (ignored without one)"""
+    episode_snapshot: bool = False
+    """thompson-heads: act through each episode with the sampled head's parameters as they
+    were when it was sampled, not with the still-training ones (bsuite's JAX boot_dqn keeps the
+    head's immutable parameters; its TF agent acts with the live ones)"""
     stop_when_solved: bool = False
     """end the run at the first episode where DeepSea counts as solved (bsuite's rule): the
     DeepSea sweep needs the episode, not the rest of the budget"""
+    solved_threshold: float = 0.9
+    """DeepSea is solved at the first episode where the fraction of bad episodes so far falls
+    below this: 0.9 is ``find_solution``'s threshold in the installed bsuite 0.3.6, newer
+    bsuite code uses 0.8 (METHODS.md)"""
     lazy_adam: bool = False
     """with one-hot observations (DeepSea), train the first layer as an embedding with
     SparseAdam: a step costs the batch's rows instead of the whole N*N-row table (DeepSea-100:
@@ -155,6 +175,10 @@ class DQNConfig:
             raise ValueError("exploration='thompson-heads' needs num_heads >= 2")
         if self.exploration == "noisy" and self.num_heads != 1:
             raise ValueError("NoisyNet exploration is for a single head (num_heads=1)")
+        if self.episode_snapshot and self.exploration != "thompson-heads":
+            raise ValueError("episode_snapshot=True needs exploration='thompson-heads'")
+        if not 0.0 < self.solved_threshold <= 1.0:
+            raise ValueError(f"solved_threshold must be in (0, 1], got {self.solved_threshold}")
         if not 0.0 < self.mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
         if self.buffer_size // self.num_envs < self.n_step:
@@ -242,6 +266,19 @@ def greedy(q: Tensor, rng: np.random.Generator) -> np.ndarray:
     return torch.where(best, noise, -1.0).argmax(-1).numpy()
 
 
+def choose_actions(q: Tensor, cfg: DQNConfig, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of ``q`` ``[N, A]``: drawn from ``softmax(q / temperature)`` with
+    Boltzmann exploration, else greedy (ties at random) and, with probability
+    ``epsilon_at(cfg, frames)``, uniform instead (epsilon is 0 for noisy and thompson-heads
+    after their schedule; their exploration is in ``q`` itself)."""
+    if cfg.exploration == "boltzmann":
+        probs = torch.softmax(q / cfg.temperature, dim=-1)
+        return torch.multinomial(probs, 1).squeeze(-1).numpy()
+    actions = greedy(q, rng)
+    explore = rng.random(len(actions)) < epsilon_at(cfg, frames)
+    return np.where(explore, rng.integers(0, q.shape[-1], size=len(actions)), actions)
+
+
 def td_targets(online: nn.Module, target: nn.Module, batch: Batch, rewards: Tensor,
                double_q: bool) -> Tensor:  # fmt: skip
     """``[K, B]``: ``rewards + discount * Q_target_k(s', a*)``, where a* is the target head's
@@ -325,7 +362,14 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         num_heads=K if K > 1 else 0,
     )
     int_rms = RunningMeanStd(shape=())
-    tracker = EpisodeTracker(N, env.grid_shape)
+    tracker = EpisodeTracker(N, env.grid_shape, solved_threshold=cfg.solved_threshold)
+    # With episode_snapshot, copy i acts with its own frozen copy of its head: slot i of this
+    # N-head ensemble (the fixed priors are read from ``net``, whose priors never change).
+    acting = (
+        EnsembleQ(in_dim, A, N, cfg.hidden, 0.0, False, one_hot, cfg.init).requires_grad_(False)
+        if cfg.episode_snapshot
+        else None
+    )
     frames, grad_steps, first_step, wall_offset = 0, 0, 0, 0.0
 
     parts: dict[str, Stateful | None] = {
@@ -336,6 +380,7 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         "int_rms": int_rms,
         "tracker": tracker,
         "bonus": bonus,
+        "acting": acting,
     }  # what a checkpoint holds as state dicts
     state = run.load_checkpoint()
     if state is not None:
@@ -343,36 +388,62 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         wall_offset = common.restore_progress(state, rng)
         frames, grad_steps, first_step = state["frames"], state["grad_steps"], state["step"]
 
-    obs, info = env.reset(seed=cfg.seed + 7919 * first_step)
-    tracker.record_positions(info)
-    heads = rng.integers(0, K, size=N)  # the head each copy follows this episode
+    if state is not None and state.get("env") is not None:
+        # The env's own state came back: continue its episodes exactly where they were.
+        env.load_state_dict(state["env"])
+        obs, heads = state["obs"], state["heads"]
+    else:
+        obs, info = env.reset(seed=cfg.seed + 7919 * first_step)
+        tracker.record_positions(info)
+        heads = rng.integers(0, K, size=N)  # the head each copy follows this episode
+        if acting is not None:
+            acting.copy_heads_(torch.arange(N), net, torch.from_numpy(heads))
+        if state is not None:  # fresh episodes: nothing may run on from the interrupted ones
+            replay.cut_episodes()
+            tracker.start_new_episodes()
+            common.restart_bonus_episodes(bonus, N)
     start_time, frames_at_start = time.perf_counter(), frames
     log_every_steps = max(1, cfg.log_every // N)
     losses: list[Tensor] = []
     summary_metrics: dict[str, float] = {}
+
+    def act(obs_t: Tensor) -> Tensor:
+        """``[N, A]``: each copy's Q-values, from the head it follows this episode."""
+        x = as_inputs(obs_t)
+        copies = torch.arange(N)
+        if acting is None:
+            return net(x)[torch.from_numpy(heads), copies]
+        q = acting(x)[copies, copies]  # copy i's frozen head on copy i's observation
+        prior = net.prior_q(x)
+        return q if prior is None else q + prior[torch.from_numpy(heads), copies]
 
     def learn() -> None:
         nonlocal grad_steps
         batch = replay.sample(cfg.batch_size, cfg.n_step, cfg.gamma, rng)
         rewards = cfg.ext_coef * batch.returns
         if bonus is not None:
+            window = Transitions(
+                obs=batch.window_obs,
+                actions=batch.window_actions,
+                next_obs=batch.window_next_obs,
+                ext_rewards=torch.zeros_like(batch.window_weights),
+                terminated=batch.window_terminated,
+                truncated=batch.window_truncated,
+            )
             if bonus.episodic:
                 raw = batch.int_returns  # stored as the steps happened
             else:  # lifelong: the bonus as it is now, on every step of each window
-                window = Transitions(
-                    obs=batch.window_next_obs,
-                    actions=batch.actions.expand(cfg.n_step, -1),
-                    next_obs=batch.window_next_obs,
-                    ext_rewards=torch.zeros_like(batch.window_weights),
-                    terminated=batch.window_terminated,
-                    truncated=batch.window_truncated,
-                )
                 r_int = bonus.compute(window).float()
                 int_rms.update(r_int[0].reshape(-1))
                 raw = (batch.window_weights * r_int).sum(0)
-                bonus.update(window)
             rewards = rewards + cfg.int_coef * raw / math.sqrt(float(int_rms.var) + 1e-8)
+            bonus.update(window)  # every bonus with models trains, episodic or lifelong
+        if noisy:  # independent noise for the target net and for the online net's two uses
+            net.reset_noise()
+            target.reset_noise()
         targets = td_targets(net, target, batch, rewards, cfg.double_q)
+        if noisy:
+            net.reset_noise()
         q = net(as_inputs(batch.obs))
         loss = td_loss(q, batch.actions, targets, batch.masks, cfg.loss)
         common.gradient_step(
@@ -397,15 +468,8 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
             with torch.no_grad():
                 if cfg.exploration == "noisy":
                     net.reset_noise()
-                q_all = net(as_inputs(torch.from_numpy(obs)))  # [K, N, A]
-                q = q_all[torch.from_numpy(heads), torch.arange(N)]  # each copy's head
-            if cfg.exploration == "boltzmann":
-                probs = torch.softmax(q / cfg.temperature, dim=-1)
-                actions = torch.multinomial(probs, 1).squeeze(-1).numpy()
-            else:
-                actions = greedy(q, rng)
-                explore = rng.random(N) < epsilon_at(cfg, frames)
-                actions = np.where(explore, rng.integers(0, A, size=N), actions)
+                q = act(torch.from_numpy(obs))
+            actions = choose_actions(q, cfg, frames, rng)
         # ---- step and store ----------------------------------------------------------
         step = env.step(actions)
         frames += N
@@ -422,7 +486,11 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         masks = rng.binomial(1, cfg.mask_prob, size=(N, K)).astype(np.float32) if K > 1 else None
         replay.add(obs, actions, step.reward, step.terminated, step.truncated, step.final_obs,
                    int_rewards, masks)  # fmt: skip
-        heads[ended] = rng.integers(0, K, size=int(ended.sum()))  # a new head per episode
+        if ended.any():  # a new head per episode
+            heads[ended] = rng.integers(0, K, size=int(ended.sum()))
+            if acting is not None:
+                copies = torch.from_numpy(np.flatnonzero(ended))
+                acting.copy_heads_(copies, net, torch.from_numpy(heads[ended]))
         obs = step.obs
         # ---- learn -------------------------------------------------------------------
         if (
@@ -454,13 +522,14 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
                     {
                         **common.state_dicts(**parts),
                         **common.progress_state(frames, wall, cfg, rng),
+                        **common.env_state(env, obs),
+                        "heads": heads.copy(),
                         "grad_steps": grad_steps,
                         "step": step_index + 1,
                     }
                 )
         if solved:
             break
-
     wall = wall_offset + time.perf_counter() - start_time
     return {
         **tracker.result(frames, wall, env.has_success, bonus),

@@ -40,7 +40,9 @@ class Batch:
     next_obs: Tensor  # [B, *obs_shape] observation to bootstrap from
     discount: Tensor  # [B] gamma^K, or 0 after a termination
     masks: Tensor | None  # [B, heads] bootstrap masks (bootstrapped DQN), else None
-    window_next_obs: Tensor  # [n, B, *obs_shape] next_obs of each window step (lifelong bonus)
+    window_obs: Tensor  # [n, B, *obs_shape] obs of each window step (for a bonus)
+    window_actions: Tensor  # [n, B] long
+    window_next_obs: Tensor  # [n, B, *obs_shape] next_obs of each window step
     window_weights: Tensor  # [n, B] gamma^k inside the window, 0 past its end
     window_terminated: Tensor  # [n, B] bool
     window_truncated: Tensor  # [n, B] bool
@@ -103,6 +105,17 @@ class ReplayBuffer:
         self.pos = (t + 1) % self.capacity
         self.steps += 1
 
+    def cut_episodes(self) -> None:
+        """Mark the newest stored step of every copy whose episode is still running as
+        truncated: the run resumes with fresh episodes (an env whose state a checkpoint cannot
+        hold, such as EnvPool's), so no n-step window may run from the old episode into the new
+        one. The stored ``next_obs`` is that step's true successor, so bootstrapping from it
+        is exact, as at a time limit."""
+        if self.steps == 0:
+            return
+        last = (self.pos - 1) % self.capacity
+        self.truncated[last] |= ~self.terminated[last]
+
     def can_sample(self, n_step: int) -> bool:
         return min(self.steps, self.capacity) >= n_step
 
@@ -146,6 +159,8 @@ class ReplayBuffer:
             next_obs=torch.from_numpy(self.next_obs[last_step, env]),
             discount=torch.from_numpy(discount.astype(np.float32)),
             masks=masks,
+            window_obs=torch.from_numpy(self.obs[steps, cols]),
+            window_actions=torch.from_numpy(self.actions[steps, cols]),
             window_next_obs=torch.from_numpy(self.next_obs[steps, cols]),
             window_weights=torch.from_numpy(weights.astype(np.float32)),
             window_terminated=torch.from_numpy(term),

@@ -242,12 +242,8 @@ class EnsembleQ(nn.Module):
 
     def forward(self, x: Tensor | OneHot) -> Tensor:
         q = self.net(x)
-        if self.prior is not None:
-            with torch.no_grad():
-                table = isinstance(x, OneHot) and isinstance(self.prior[0], OneHotInput)
-                prior = self._prior_of_states(x) if table else self.prior(x)  # type: ignore[arg-type]
-            q = q + self.prior_scale * prior
-        return q
+        prior = self.prior_q(x)
+        return q if prior is None else q + prior
 
     def _prior_of_states(self, x: OneHot) -> Tensor:
         """The fixed prior's outputs, looked up: with one-hot inputs there are only ``in_dim``
@@ -266,6 +262,37 @@ class EnsembleQ(nn.Module):
             ).transpose(0, 1)  # fmt: skip
         index = torch.where(x.present > 0, x.hot, self._prior_table.shape[0] - 1)
         return self._prior_table[index].transpose(0, 1)
+
+    def prior_q(self, x: Tensor | OneHot) -> Tensor | None:
+        """``prior_scale * p_k(x)`` ``[K, B, A]``, the fixed part of every head (None without
+        priors)."""
+        if self.prior is None:
+            return None
+        with torch.no_grad():
+            table = isinstance(x, OneHot) and isinstance(self.prior[0], OneHotInput)
+            prior = self._prior_of_states(x) if table else self.prior(x)  # type: ignore[arg-type]
+        return self.prior_scale * prior
+
+    @torch.no_grad()
+    def copy_heads_(self, dst_heads: Tensor, src: EnsembleQ, src_heads: Tensor) -> None:
+        """Copy the trained part (``net``, not the prior) of ``src``'s heads ``src_heads`` into
+        this ensemble's heads ``dst_heads`` (two index tensors of one length); the two
+        ensembles must have the same layers, with any number of heads each."""
+        for dst, source in zip(self.net, src.net, strict=True):
+            if isinstance(dst, EnsembleLinear) and isinstance(source, EnsembleLinear):
+                if dst.noisy or source.noisy:
+                    raise ValueError("copy_heads_ does not copy NoisyNet layers")
+                dst.weight[dst_heads] = source.weight[src_heads]
+                dst.bias[dst_heads] = source.bias[src_heads]
+            elif isinstance(dst, OneHotInput) and isinstance(source, OneHotInput):
+                rows = dst.weight.shape[0]
+                dst_w = dst.weight.view(rows, dst.heads, dst.out_dim)
+                src_w = source.weight.view(rows, source.heads, source.out_dim)
+                dst_w[:, dst_heads] = src_w[:, src_heads]
+                dst.bias[dst_heads] = source.bias[src_heads]
+            elif type(dst) is not type(source):
+                kinds = f"{type(source).__name__} into a {type(dst).__name__}"
+                raise ValueError(f"cannot copy a {kinds}")
 
     def reset_noise(self) -> None:
         for layer in self.net:
