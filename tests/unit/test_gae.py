@@ -73,3 +73,19 @@ def test_matches_reference_on_random_rollouts():
     torch.testing.assert_close(
         adv, _reference(rewards, values, next_values, terminated, truncated, 0.97, 0.9)
     )
+
+
+def test_continuing_return_runs_through_an_episode_end_into_the_next_episode():
+    """PPO's intrinsic return (RND's code, CleanRL): at an episode end the successor is the
+    next observation of the rollout itself (the next episode's first), and the lambda-chain is
+    not cut; the final observation's value is never used."""
+    from explora.agents.ppo import continuing_next_values
+
+    next_values = continuing_next_values(VALUES, torch.tensor([0.8]))
+    torch.testing.assert_close(next_values, torch.tensor([[0.6], [0.7], [0.8]]))
+    adv, _ = gae(REWARDS, VALUES, next_values, NO, NO, gamma=0.9, lam=0.8, episodic=False)
+    # deltas: 1 + .9*.6 - .5 = 1.04; 2 + .9*.7 - .6 = 2.03; 3 + .9*.8 - .7 = 3.02
+    a2 = 3.02
+    a1 = 2.03 + 0.72 * a2
+    a0 = 1.04 + 0.72 * a1
+    torch.testing.assert_close(adv, torch.tensor([[a0], [a1], [a2]]))

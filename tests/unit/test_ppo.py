@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from explora.agents.ppo import ActorCritic, PPOConfig, train_ppo
-from explora.bonuses import Count
+from explora.agents.ppo import ActorCritic, PPOConfig, train_ppo, value_loss
+from explora.bonuses import Count, SimHash
 from explora.envs import make
 from explora.envs.gym import GymnasiumVecEnv
 
@@ -14,19 +14,35 @@ TINY = dict(num_steps=16, minibatch_size=32, update_epochs=1)
 
 
 class RecordActions(gym.Wrapper):
-    seen: list = []
+    """Keeps the actions the env was given, per instance."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seen = []
 
     def step(self, action):
-        RecordActions.seen.append(np.array(action))
+        self.seen.append(np.array(action))
         return super().step(action)
 
 
-def test_continuous_actions_are_clipped_for_the_env_but_not_for_the_update():
+def test_continuous_actions_are_clipped_for_the_env_but_not_for_the_update(monkeypatch):
+    """The env gets actions clipped to its bounds; the PPO update scores the action the policy
+    sampled, unclipped (its log-probability is the one stored at sampling time)."""
+    scored = []
+    real = ActorCritic.log_prob_entropy
+
+    def spy(self, policy_out, actions):
+        scored.append(actions.detach().clone())
+        return real(self, policy_out, actions)
+
+    monkeypatch.setattr(ActorCritic, "log_prob_entropy", spy)
     env = GymnasiumVecEnv("Pendulum-v1", 4, seed=0, wrappers=[RecordActions])
     cfg = PPOConfig(total_frames=4 * 16 * 2, num_envs=4, **TINY)
     result = train_ppo(env, cfg)
-    actions = np.stack(RecordActions.seen)
-    assert actions.shape[-1] == 1 and np.all(np.abs(actions) <= 2.0)
+    given = np.concatenate([np.stack(e.seen) for e in env._vec.envs])
+    assert given.shape == (128, 1) and np.all(np.abs(given) <= 2.0)
+    updated = torch.cat(scored)
+    assert updated.abs().max() > 2.0  # some samples left the bounds, and the update kept them
     assert result["frames"] == 128
     agent = result["agent"]
     assert agent.continuous and agent.log_std.shape == (1,)
@@ -40,13 +56,112 @@ def test_discrete_policy_outputs_one_logit_per_action():
     assert logits.shape == (2, 7) and values.shape == (2, 2)
 
 
-@pytest.mark.parametrize("overrides", [dict(ext_coef=0.0), dict(int_episodic=True)])
-def test_pure_curiosity_and_episodic_intrinsic_modes_run(overrides):
+class ScaleReward(gym.Wrapper):
+    scale = 1.0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward * ScaleReward.scale, terminated, truncated, info
+
+
+@pytest.mark.parametrize("ext_coef", [0.0, 1.0])
+def test_pure_curiosity_ignores_the_extrinsic_reward(ext_coef):
+    """With ext_coef=0 (and no value loss, which would reach the shared encoder), the policy
+    learns the same whatever the env pays; with ext_coef=1 it does not."""
+
+    def policy_after(scale: float) -> list[torch.Tensor]:
+        ScaleReward.scale = scale
+        env = GymnasiumVecEnv("CartPole-v1", 4, seed=0, wrappers=[ScaleReward])
+        cfg = PPOConfig(total_frames=4 * 16 * 3, num_envs=4, ext_coef=ext_coef, vf_coef=0.0,
+                        **TINY)  # fmt: skip
+        agent = train_ppo(env, cfg, bonus=SimHash(num_bits=16))["agent"]
+        return [p.detach().clone() for p in agent.actor.parameters()]
+
+    same = all(
+        torch.equal(a, b) for a, b in zip(policy_after(1.0), policy_after(-3.0), strict=True)
+    )
+    assert same == (ext_coef == 0.0)
+
+
+@pytest.mark.parametrize("int_episodic", [False, True])
+def test_the_intrinsic_return_runs_on_through_episode_ends_unless_episodic(
+    monkeypatch, int_episodic
+):
+    """Lifelong (default): the intrinsic GAE sees no episode end and bootstraps from the value
+    of the next observation in the rollout, the next episode's first one (RND's code, CleanRL).
+    Episodic: it stops at ends like the extrinsic return, with V_int of the final observation."""
+    import explora.agents.ppo as ppo
+
+    calls = []
+    real = ppo.gae
+
+    def spy(rewards, values, next_values, terminated, truncated, gamma, lam, episodic=True):
+        calls.append((values, next_values, terminated, truncated, episodic))
+        return real(rewards, values, next_values, terminated, truncated, gamma, lam, episodic)
+
+    monkeypatch.setattr(ppo, "gae", spy)
+    env = make("DeepSea-4", 2)  # every episode ends after 4 steps
+    cfg = PPOConfig(total_frames=2 * 16, num_envs=2, int_episodic=int_episodic, **TINY)
+    train_ppo(env, cfg, bonus=Count())
+    (ext_values, ext_next, ext_term, _, ext_episodic), intrinsic = calls
+    values, next_values, terminated, truncated, episodic = intrinsic
+    assert ext_episodic and ext_term.any()
+    assert episodic == int_episodic
+    assert bool(terminated.any()) == int_episodic and not truncated.any()
+    ends = ext_term.nonzero()
+    ends = ends[ends[:, 0] < 15]  # successors inside the rollout
+    t, n = ends[:, 0], ends[:, 1]
+    continuing = torch.allclose(next_values[t, n], values[t + 1, n])
+    assert continuing == (not int_episodic)
+    # the extrinsic head's successor at an end is the final observation's value, never the
+    # next episode's first
+    assert not torch.allclose(ext_next[t, n], ext_values[t + 1, n])
+
+
+def test_value_loss_clipping_against_hand_computation():
+    values = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # [B=2, heads=2]
+    old = torch.tensor([[0.0, 0.0], [2.5, 0.0]])
+    returns = torch.tensor([[2.0, 1.0], [0.0, 0.0]])
+    # plain: 0.5 * mean(1 + 1, 9 + 0) = 0.5 * 5.5
+    assert float(value_loss(values, old, returns, None)) == pytest.approx(2.75)
+    # clip 0.2: clipped values [0.2, 0], [2.7, 0]; errors max((1)^2, (1.8)^2) = 3.24, 1;
+    # max(9, 7.29) = 9, 0 -> 0.5 * mean(4.24, 9) = 3.31
+    assert float(value_loss(values, old, returns, 0.2)) == pytest.approx(3.31)
+
+
+def test_target_kl_is_checked_once_per_epoch(monkeypatch):
+    """CleanRL stops after the epoch whose last minibatch exceeds target_kl, not inside it."""
+    from explora.agents import common
+
+    steps = []
+    real = common.gradient_step
+    monkeypatch.setattr(common, "gradient_step", lambda *a, **k: steps.append(1) or real(*a, **k))
     env = make("DeepSea-6", 4)
-    cfg = PPOConfig(total_frames=4 * 16 * 3, num_envs=4, **TINY, **overrides)
-    result = train_ppo(env, cfg, bonus=Count())
-    assert result["frames"] == 4 * 16 * 3
-    assert np.isfinite(result["last_metrics"]["charts/int_reward"])
+    cfg = PPOConfig(total_frames=4 * 16, num_envs=4, num_steps=16, minibatch_size=16,
+                    update_epochs=4, target_kl=1e-12)  # fmt: skip
+    metrics = train_ppo(env, cfg)["last_metrics"]
+    assert len(steps) == 4 and metrics["losses/epochs"] == 1.0  # one epoch of 4 minibatches
+
+
+def test_warmup_frames_come_off_the_updates_so_the_learning_rate_anneals_to_zero():
+    from explora.agents.common import NullRun
+    from explora.bonuses import RND
+
+    class Rows(NullRun):
+        def __init__(self):
+            self.rows = []
+
+        def log(self, frames, metrics):
+            self.rows.append((frames, metrics["charts/learning_rate"]))
+
+    run = Rows()
+    env = make("DeepSea-6", 4)
+    bonus = RND(hidden_size=16, feature_size=8, warmup_steps=4)  # 16 warm-up frames
+    cfg = PPOConfig(total_frames=3 * 64, num_envs=4, learning_rate=1e-3, **TINY)
+    result = train_ppo(env, cfg, bonus=bonus, run=run)
+    # (192 - 16) // 64 = 2 updates, annealed over 2: lr, lr / 2; never past the budget
+    assert run.rows == [(80, pytest.approx(1e-3)), (144, pytest.approx(5e-4))]
+    assert result["frames"] == 144
 
 
 def test_config_errors_name_the_problem():

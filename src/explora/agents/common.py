@@ -108,6 +108,23 @@ def progress_state(
     return state
 
 
+def env_state(env: Any, obs: np.ndarray) -> dict[str, Any]:
+    """The checkpoint fields that let a run continue its episodes exactly: the env's own state
+    and the observations the agent acts on next. Both None when the env cannot hand its state
+    over (``VecEnv.state_dict``); the resumed run then starts new episodes."""
+    saved = env.state_dict()
+    return {"env": saved, "obs": None if saved is None else obs.copy()}
+
+
+def restart_bonus_episodes(bonus: Any, num_envs: int) -> None:
+    """Tell a bonus with per-episode state (first-visit sets, episodic memories) that every
+    env copy starts a new episode without having ended the old one (a resume that had to
+    reset the envs). Bonuses without such state need no hook."""
+    hook = getattr(bonus, "start_new_episodes", None)
+    if hook is not None:
+        hook(np.ones(num_envs, dtype=bool))
+
+
 def restore_progress(state: dict[str, Any], rng: np.random.Generator | None = None) -> float:
     """Put back the random states ``progress_state`` saved; returns the wall time so far."""
     torch.set_rng_state(state["torch_rng"])

@@ -7,11 +7,21 @@ Schulman et al. 2017 (PPO), with the curiosity recipe of Burda et al. 2018 (RND)
 - the raw bonus is divided by the running std of its discounted return (per env, along time);
 - the bonus's input statistics are warmed up by a random policy before training.
 
-Episode ends are handled exactly: ``terminated`` zeroes the successor's extrinsic value,
-``truncated`` bootstraps it from the true final observation, and neither lets a return or an
-advantage run into the next episode. Deviation from CleanRL: the intrinsic return at an episode
-end bootstraps from V_int(final observation) instead of continuing into the reset state (the two
-are equal in expectation when resets are uninformative; ours never learns across a boundary).
+Episode ends are handled exactly for the extrinsic return: ``terminated`` zeroes the successor's
+value, ``truncated`` bootstraps it from the true final observation, and neither lets a return or
+an advantage run into the next episode. The intrinsic return is non-episodic (RND paper): it
+runs on through an episode end into the next episode's first observation, as in the RND
+paper's code and CleanRL, so ``V_int`` is only ever bootstrapped from observations it is trained
+on. (Until 2026-11-30 it bootstrapped from V_int(final observation) at every end: a value never
+trained, since final observations are never regression targets; on DeepSea, where every episode
+ends on the same all-zero observation, that made the "lifelong" return episodic with an
+arbitrary end value. Measured before and after on DeepSea-20 and DoorKey-8x8: README.)
+``int_episodic=True`` keeps the intrinsic return inside episodes instead, like the extrinsic.
+
+Resume: a checkpoint is written between updates and holds the networks, optimiser, normalisers,
+bonus, episode bookkeeping, every random state and, where the env can hand its state over
+(DeepSea, bandits), the env and its current observations: the resumed run is then the same run,
+bit for bit. Otherwise (EnvPool, gymnasium) the envs start new episodes on resume.
 
 Defaults are those of rl-starter-files / torch-ac for MiniGrid (METHODS.md), tuned where noted.
 Example:
@@ -89,8 +99,13 @@ class PPOConfig:
     """global gradient-norm clip"""
     norm_adv: bool = True
     """whiten advantages per minibatch"""
+    clip_vloss: bool = False
+    """clip the value loss as CleanRL and torch-ac do: ``max((V - R)^2, (V_old + clip(V -
+    V_old, -clip_coef, clip_coef) - R)^2)``. Off by default: measured on DoorKey-8x8 and
+    DeepSea-20 (README, "PPO's value clipping")"""
     target_kl: float | None = None
-    """stop the epochs of an update early above this approximate KL"""
+    """stop the update after an epoch whose last minibatch's approximate KL exceeds this
+    (CleanRL's check, once per epoch)"""
     ext_coef: float = 1.0
     """weight of the extrinsic advantage; 0 gives pure curiosity. CleanRL's Atari RND uses 2
     with int_coef 1; METHODS.md measured those Atari values failing on MiniGrid, and with
@@ -123,7 +138,13 @@ class PPOConfig:
 
     @property
     def num_updates(self) -> int:
-        return max(1, self.total_frames // self.batch_size)
+        """Updates without a warm-up; ``updates_after`` takes the warm-up's frames off."""
+        return self.updates_after(0)
+
+    def updates_after(self, warmup_frames: int) -> int:
+        """Rollouts that fit in ``total_frames`` once ``warmup_frames`` random-policy frames
+        (the bonus's warm-up) are spent: the learning rate anneals to ~0 over exactly these."""
+        return max(1, (self.total_frames - warmup_frames) // self.batch_size)
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, before anything is built."""
@@ -207,6 +228,24 @@ class ActorCritic(nn.Module):
         return logp, entropy
 
 
+def continuing_next_values(values: Tensor, last_values: Tensor) -> Tensor:
+    """``[T, N]``: the value of the observation that follows each step in the rollout itself,
+    ``values[t + 1]`` and ``last_values`` after the last step. After an episode end that is the
+    next episode's first observation: the successor of a non-episodic (continuing) return."""
+    return torch.cat([values[1:], last_values.unsqueeze(0)])
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float | None) -> Tensor:
+    """``0.5 * mean_b sum_heads (V - R)^2`` over ``[B, heads]`` tensors; with ``clip``, the
+    clipped form of PPO's reference code (CleanRL, torch-ac): each error is the larger of the
+    plain one and that of ``V_old + clip(V - V_old, -clip, clip)``."""
+    error = (values - returns).square()
+    if clip is not None:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        error = torch.max(error, (clipped - returns).square())
+    return 0.5 * error.sum(-1).mean()
+
+
 def _env_actions(actions: Tensor, space: gym.Space) -> np.ndarray:
     out = actions.numpy()
     if isinstance(space, gym.spaces.Box):
@@ -269,6 +308,8 @@ def train_ppo(
     int_scale = DiscountedReturnStd(cfg.num_envs, cfg.int_gamma)
     tracker = EpisodeTracker(cfg.num_envs, env.grid_shape)
     T, N = cfg.num_steps, cfg.num_envs
+    warmup = getattr(bonus, "warmup_steps", 0) if bonus is not None else 0
+    num_updates = cfg.updates_after(warmup * N)  # the warm-up's frames count toward the budget
     frames, first_update, wall_offset = 0, 0, 0.0
 
     parts: dict[str, Stateful | None] = {
@@ -284,14 +325,20 @@ def train_ppo(
         wall_offset = common.restore_progress(state, rng)
         frames, first_update = state["frames"], state["update"]
 
-    # Per-run seeds: a resumed run starts fresh episodes from a seed it has not used.
-    next_obs_np, info = env.reset(seed=cfg.seed + 7919 * first_update)
-    tracker.record_positions(info)
+    if state is not None and state.get("env") is not None:
+        env.load_state_dict(state["env"])  # the same episodes go on
+        next_obs_np = state["obs"]
+    else:
+        # A resumed run starts fresh episodes from a seed it has not used.
+        next_obs_np, info = env.reset(seed=cfg.seed + 7919 * first_update)
+        tracker.record_positions(info)
+        if state is not None:
+            tracker.start_new_episodes()
+            common.restart_bonus_episodes(bonus, N)
     start_time, frames_at_start = time.perf_counter(), frames
 
     # Random-policy warm-up of the bonus's input statistics (RND's observation whitening).
-    warmup = getattr(bonus, "warmup_steps", 0) if bonus is not None and state is None else 0
-    for _ in range(warmup):
+    for _ in range(warmup if state is None else 0):
         actions_np = random_actions(act_space, N, rng)
         step = env.step(actions_np)
         frames += N
@@ -309,6 +356,9 @@ def train_ppo(
     rewards_buf = torch.zeros(T, N)
     term_buf = torch.zeros(T, N, dtype=torch.bool)
     trunc_buf = torch.zeros(T, N, dtype=torch.bool)
+    if agent.continuous:  # the bonus sees the actions the env took, the update the sampled ones
+        assert isinstance(act_space, gym.spaces.Box)
+        low, high = torch.from_numpy(act_space.low), torch.from_numpy(act_space.high)
 
     ended_at: list[tuple[int, np.ndarray]] = []  # (t, envs whose episode ended at step t)
 
@@ -326,11 +376,11 @@ def train_ppo(
             bonus.observe(Transitions.one_step(obs, actions, step))
 
     summary_metrics: dict[str, float] = {}
-    for update in range(first_update, cfg.num_updates):
+    for update in range(first_update, num_updates):
         if frames >= cfg.total_frames:
             break
         if cfg.anneal_lr:
-            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / cfg.num_updates)
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / num_updates)
         # ---- rollout -------------------------------------------------------------------
         rollout_start = time.perf_counter()
         ended_at.clear()
@@ -358,19 +408,21 @@ def train_ppo(
         frames += T * N
         rollout_time = time.perf_counter() - rollout_start
 
-        # ---- values of true successors -------------------------------------------------
+        # ---- values of successors --------------------------------------------------------
         with torch.no_grad():
-            next_values = torch.empty_like(values_buf)
-            next_values[:-1] = values_buf[1:]
-            next_values[-1] = agent.values(torch.from_numpy(next_obs_np))
+            last_values = agent.values(torch.from_numpy(next_obs_np))
+            next_values = continuing_next_values(values_buf, last_values)
+            # The extrinsic return stops at an episode end: its successor is the true final
+            # observation (bootstrapped after a truncation, zeroed after a termination).
+            ext_next_values = next_values[..., 0].clone()
             if ended_at:
                 ts = torch.cat([torch.full((len(ids),), t) for t, ids in ended_at])
                 ns = torch.cat([torch.from_numpy(ids) for _, ids in ended_at])
-                next_values[ts, ns] = agent.values(next_obs_buf[ts, ns])
+                ext_next_values[ts, ns] = agent.values(next_obs_buf[ts, ns])[:, 0]
 
         batch = Transitions(
             obs=obs_buf,
-            actions=actions_buf,
+            actions=actions_buf.clamp(low, high) if agent.continuous else actions_buf,
             next_obs=next_obs_buf,
             ext_rewards=rewards_buf,
             terminated=term_buf,
@@ -379,7 +431,7 @@ def train_ppo(
         adv_ext, ret_ext = gae(
             rewards_buf,
             values_buf[..., 0],
-            next_values[..., 0],
+            ext_next_values,
             term_buf,
             trunc_buf,
             cfg.gamma,
@@ -393,12 +445,19 @@ def train_ppo(
             raw_int = bonus.compute(batch).float()
             int_scale.update(raw_int)
             int_rewards = raw_int / int_scale.std
+            if cfg.int_episodic:  # ends as for the extrinsic return (V_int of the final obs)
+                int_next = next_values[..., 1].clone()
+                if ended_at:
+                    int_next[ts, ns] = agent.values(next_obs_buf[ts, ns])[:, 1].detach()
+                int_ends = (term_buf, trunc_buf)
+            else:  # continuing: no episode end exists for the intrinsic return
+                int_next = next_values[..., 1]
+                int_ends = (torch.zeros_like(term_buf), torch.zeros_like(trunc_buf))
             adv_int, ret_int = gae(
                 int_rewards,
                 values_buf[..., 1],
-                next_values[..., 1],
-                term_buf,
-                trunc_buf,
+                int_next,
+                *int_ends,
                 cfg.int_gamma,
                 cfg.gae_lambda,
                 episodic=cfg.int_episodic,
@@ -420,10 +479,10 @@ def train_ppo(
         b_logp = logp_buf.reshape(-1)
         b_adv = advantages.reshape(-1)
         b_ret = torch.stack([ret_ext, ret_int], dim=-1).reshape(-1, 2)
+        b_values = values_buf.reshape(-1, 2)
         stats: list[Tensor] = []
         mb = cfg.minibatch_size
         heads = 2 if bonus is not None else 1  # the intrinsic head trains only with a bonus
-        stop = False
         for _epoch in range(cfg.update_epochs):
             perm = torch.randperm(cfg.batch_size)
             for start in range(0, cfg.batch_size - mb + 1, mb):
@@ -441,7 +500,12 @@ def train_ppo(
                 pg_loss = torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)
                 ).mean()
-                v_loss = 0.5 * (value[:, :heads] - b_ret[idx, :heads]).square().sum(-1).mean()
+                v_loss = value_loss(
+                    value[:, :heads],
+                    b_values[idx, :heads],
+                    b_ret[idx, :heads],
+                    cfg.clip_coef if cfg.clip_vloss else None,
+                )
                 entropy = entropy.mean()
                 loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                 common.gradient_step(
@@ -455,10 +519,8 @@ def train_ppo(
                 )
                 # kept as tensors and read out once per update: a float() per step adds up
                 stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clipfrac]).detach())
-                if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
-                    stop = True
-                    break
-            if stop:
+            # CleanRL's early stop: once per epoch, on the last minibatch's approximate KL.
+            if cfg.target_kl is not None and float(stats[-1][3]) > cfg.target_kl:
                 break
         bonus_metrics = bonus_job.result() if bonus_job is not None else {}
         update_time = time.perf_counter() - update_start
@@ -470,6 +532,7 @@ def train_ppo(
             "charts/SPS": (frames - frames_at_start) / max(elapsed, 1e-9),
             "charts/learning_rate": float(optimizer.param_groups[0]["lr"]),
             **dict(zip(LOSS_NAMES, torch.stack(stats).mean(0).tolist(), strict=True)),
+            "losses/epochs": float(_epoch + 1),
             "time/rollout_s": rollout_time,
             "time/update_s": update_time,
             **int_metrics,
@@ -478,13 +541,14 @@ def train_ppo(
         common.log_row(run, tracker, frames, metrics)
         summary_metrics = metrics
 
-        last = update + 1 >= cfg.num_updates or frames + cfg.batch_size > cfg.total_frames
+        last = update + 1 >= num_updates or frames + cfg.batch_size > cfg.total_frames
         if (update + 1) % cfg.checkpoint_every == 0 or last or run.checkpoint_due():
             wall = wall_offset + time.perf_counter() - start_time
             run.save_checkpoint(
                 {
                     **common.state_dicts(**parts),
                     **common.progress_state(frames, wall, cfg, rng),
+                    **common.env_state(env, next_obs_np),
                     "update": update + 1,
                 }
             )
