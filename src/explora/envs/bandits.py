@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -160,6 +161,13 @@ class BanditEnv(VecEnv):
     @staticmethod
     def _noise_rng(seed: int) -> np.random.Generator:
         return np.random.default_rng([_NOISE_STREAM, seed])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state, "needs_reset": self._needs_reset}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._needs_reset = bool(state["needs_reset"])
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if seed is not None:

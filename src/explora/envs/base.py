@@ -67,6 +67,17 @@ class VecEnv(abc.ABC):
         """The result of the step ``step_async`` started."""
         return self.step(self._async_actions)
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """Everything the copies' next steps depend on (positions, random generators), for a
+        checkpoint from which a run resumes bit for bit; None when the backend cannot hand its
+        state over (EnvPool's C++ envs, gymnasium's): a resumed run then starts new episodes."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what ``state_dict`` returned; afterwards ``step`` continues the episodes
+        that were running, without a ``reset``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a saved state")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources."""
 

@@ -41,6 +41,8 @@ all copies end on the same step; only the columns differ between copies.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -166,6 +168,31 @@ class DeepSea(VecEnv):
         self._col = np.zeros(self.num_envs, dtype=np.int64)
         self._bad = np.zeros(self.num_envs, dtype=bool)
         self._return = np.zeros(self.num_envs, dtype=np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "num_envs": self.num_envs,
+            "row": self._row,
+            "col": self._col.copy(),
+            "bad": self._bad.copy(),
+            "return": self._return.copy(),
+            "needs_reset": self._needs_reset,
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state["size"], state["num_envs"]) != (self.size, self.num_envs):
+            raise ValueError(
+                f"saved DeepSea state is for size {state['size']} x {state['num_envs']} copies, "
+                f"not {self.size} x {self.num_envs}"
+            )
+        self._row = int(state["row"])
+        self._col = np.array(state["col"], dtype=np.int64)
+        self._bad = np.array(state["bad"], dtype=bool)
+        self._return = np.array(state["return"], dtype=np.float32)
+        self._needs_reset = bool(state["needs_reset"])
+        self._rng.bit_generator.state = state["rng"]
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if seed is not None:

@@ -10,7 +10,9 @@ import numpy as np
 
 from explora.envs.base import EnvStep
 
-DEEP_SEA_SOLVED_BELOW = 0.9  # bsuite's find_solution threshold (METHODS.md)
+DEEP_SEA_SOLVED_BELOW = 0.9
+"""bsuite's ``find_solution`` threshold as installed (0.3.6); newer bsuite code defaults to 0.8
+(METHODS.md). Agents take it as ``solved_threshold`` and summaries name the one they used."""
 
 
 @dataclass
@@ -29,9 +31,12 @@ class EpisodeTracker:
     visits: np.ndarray | None = field(init=False, default=None)
     bad_episodes: list[bool] = field(default_factory=list)
     """DeepSea's ``info["bad_episode"]`` of each finished episode, in order (bsuite's score)"""
+    solved_threshold: float = DEEP_SEA_SOLVED_BELOW
+    """DeepSea counts as solved once the average of bad episodes falls below this"""
     deep_sea_solved_at: int | None = None
-    """first episode at which the average of bad episodes fell below 0.9 (bsuite's rule, as
-    ``explora.envs.deepsea.bsuite_deep_sea_solved_at`` without its 10,000-episode cap)"""
+    """first episode at which the average of bad episodes fell below ``solved_threshold``
+    (bsuite's rule, as ``explora.envs.deepsea.bsuite_deep_sea_solved_at`` without its
+    10,000-episode cap)"""
     _bad_count: int = field(init=False, default=0)
     _cursor: int = field(init=False, default=0)
 
@@ -64,7 +69,7 @@ class EpisodeTracker:
                 self.bad_episodes.append(bad)
                 self._bad_count += bad
                 rate = self._bad_count / len(self.bad_episodes)
-                if self.deep_sea_solved_at is None and rate < DEEP_SEA_SOLVED_BELOW:
+                if self.deep_sea_solved_at is None and rate < self.solved_threshold:
                     self.deep_sea_solved_at = len(self.bad_episodes)
         for i in np.flatnonzero(ended):
             ok = float(success[i]) if success is not None else float("nan")
@@ -129,8 +134,16 @@ class EpisodeTracker:
     def unique_states(self) -> int | None:
         return None if self.visits is None else int((self.visits > 0).sum())
 
+    def start_new_episodes(self) -> None:
+        """Forget the episodes in progress: the envs were reset without finishing them (a resume
+        on a backend whose state a checkpoint cannot hold)."""
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
     def state_dict(self) -> dict[str, Any]:
         return {
+            "returns": self.returns.copy(),
+            "lengths": self.lengths.copy(),
             "finished": list(self.finished),
             "cursor": self._cursor,
             "visits": None if self.visits is None else self.visits.copy(),
@@ -139,6 +152,9 @@ class EpisodeTracker:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "returns" in state:  # checkpoints before 2026-11-30 do not hold them
+            self.returns = np.array(state["returns"], dtype=np.float64)
+            self.lengths = np.array(state["lengths"], dtype=np.int64)
         self.finished = list(state["finished"])
         self._cursor = int(state["cursor"])
         self.bad_episodes = list(state.get("bad_episodes", []))
