@@ -1,16 +1,22 @@
-"""Command line: ``explora train | list``.
+"""Command line: ``explora train | bench | report | deepsea | list``.
 
 Examples::
 
     explora train --env MiniGrid-DoorKey-8x8-v0 --bonus rnd --frames 1000000 --out runs/dk8
     explora train --env CartPole-v1 --frames 100000 --algo-args learning_rate=3e-4
+    explora train --env mypkg.envs:MyEnv-v0 --frames 100000    # imports mypkg.envs first
     explora list
+
+Bad input ends with one line ``explora: error: ...`` on stderr and exit status 2, before any
+file is written (tyro's own usage errors, e.g. ``--frames abc``, print tyro's message and also
+exit with 2); a training run that diverges exits with 1, an interrupted one with 130.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +25,8 @@ import tyro
 
 
 def _parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``["lr=3e-4", "hidden=(64, 64)"]`` as Python values (true/false, none, numbers, tuples;
+    anything else stays a string, for the settings' checks to accept or refuse)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -29,6 +37,8 @@ def _parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
             value: Any = lowered == "true"
         elif lowered in ("none", "null"):
             value = None
+        elif lowered.lstrip("+-") in ("nan", "inf", "infinity"):
+            value = float(lowered)  # so the range check says "not finite", not "not a number"
         else:
             try:
                 value = ast.literal_eval(raw)
@@ -138,7 +148,11 @@ def bench(
         progress: show the sweep's progress.
     """
     from explora.bench.sweep import sweep
+    from explora.runs.rundir import check_writable
 
+    check_store(store, must_exist=False)
+    if report is not None:
+        check_writable(report, "--report")
     try:
         rows = sweep(
             suite,
@@ -201,8 +215,11 @@ def deepsea(
     from explora.bench.suites import Suite, deepsea_task
     from explora.bench.sweep import sweep
 
-    if episodes < 1 or not sizes or min(sizes) < 1:
-        raise ValueError("episodes must be >= 1 and sizes a non-empty list of N >= 1")
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--sizes must be DeepSea sizes N >= 1, got {sizes}")
+    check_store(store, must_exist=False)
     suite = Suite(
         f"deepsea-{algo}",
         f"DeepSea sweep of {algo}",
@@ -293,6 +310,57 @@ def deepsea_table(
     return "\n".join(lines), solved
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file (sqlite.org/fileformat.html)."""
+
+
+def check_store(store: Path, must_exist: bool) -> None:
+    """Refuse a ``--store`` that is not an explora store, without changing it: sqlite3 would
+    create a missing file and turn an empty one into a database, and ``Store`` adds its table
+    to any SQLite file, so existence, the SQLite header and the ``runs`` table are checked
+    first, reading only.
+
+    A missing store is refused when ``must_exist`` (a report), else its folder must be
+    writable (a sweep creates it).
+    """
+    from explora.runs.rundir import check_writable
+
+    if not store.exists():
+        if must_exist:
+            raise ValueError(f"no store at {store}; run `explora bench --store {store}` first")
+        check_writable(store, "--store")
+        return
+    if store.is_dir():
+        raise ValueError(
+            f"--store {store} is a directory; give the SQLite file `explora bench` writes, "
+            f"e.g. {store / 'store.db'}"
+        )
+    try:
+        with store.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise ValueError(f"cannot read --store {store}: {err.strerror or err}") from err
+    if head != SQLITE_HEADER:
+        what = "an empty file" if not head else "not an SQLite file"
+        raise ValueError(f"--store {store} is not an explora store: it is {what}")
+    # immutable=1 reads the file alone: no lock, no -wal/-shm files left beside it (mode=ro
+    # leaves them). It does not see a write-ahead log that has not been copied into the file
+    # yet, so a missing table with a -wal file beside it may still be there: let Store open it.
+    try:
+        db = sqlite3.connect(f"{store.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            query = "SELECT name FROM sqlite_master WHERE type='table'"
+            tables = {row[0] for row in db.execute(query)}
+        finally:
+            db.close()
+    except sqlite3.Error as err:
+        raise ValueError(f"--store {store} cannot be read as SQLite: {err}") from err
+    if "runs" not in tables and not store.with_name(store.name + "-wal").exists():
+        raise ValueError(
+            f"--store {store} is an SQLite file but not an explora store (it has no runs table)"
+        )
+
+
 def _write_report(
     store: Path, out: Path, rows: list[dict[str, Any]] | None = None
 ) -> tuple[Path, Path]:
@@ -300,8 +368,7 @@ def _write_report(
     from explora.bench.store import Store
 
     if rows is None:
-        if not store.exists():
-            raise ValueError(f"no store at {store}; run `explora bench --store {store}` first")
+        check_store(store, must_exist=True)
         db = Store(store)
         rows = db.rows()
         db.close()
@@ -318,6 +385,10 @@ def report(store: Path = Path("bench/store.db"), out: Path = Path("bench/report.
         store: SQLite file written by `explora bench`.
         out: HTML file to write; the Markdown summary gets the same name with .md.
     """
+    from explora.runs.rundir import check_writable
+
+    check_store(store, must_exist=True)
+    check_writable(out, "--out")
     html, md = _write_report(store, out)
     print(f"report:  {html}")
     print(f"summary: {md}")
@@ -349,7 +420,18 @@ def list_choices() -> None:
     section("methods:", {k: v.description for k, v in METHODS.items()})
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line: a message from a library may span several."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    Only the errors that bad input raises (``ValueError`` and its subclasses, an existing run
+    ``FileExistsError``, a locked store) become one ``explora: error:`` line; any other
+    exception is a bug and keeps its traceback.
+    """
     from explora.agents import TrainingDiverged
     from explora.bench.sweep import SweepLocked
 
@@ -366,8 +448,13 @@ def main(argv: list[str] | None = None) -> int:
             description="Exploration in deep RL: curiosity bonuses on fast vectorised envs.",
             args=argv,
         )
+    except SystemExit as exit_:  # tyro's usage errors (it prints them, no traceback), --help
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(f"explora: error: {exit_.code}", file=sys.stderr)
+        return 1
     except (ValueError, FileExistsError, SweepLocked) as err:
-        print(f"explora: error: {err}", file=sys.stderr)
+        print(f"explora: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:
         print(f"explora: training stopped: {err}", file=sys.stderr)

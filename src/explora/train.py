@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.presets import bonus_preset
 from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
+from explora.validate import check_settings
 
 
 def _bonus_name(bonus: str | Bonus | None) -> str | None:
@@ -33,6 +35,11 @@ def _bonus_name(bonus: str | Bonus | None) -> str | None:
         if type(bonus) is cls:
             return name
     return type(bonus).__name__
+
+
+def _is_bonus(obj: object) -> bool:
+    """Has the methods of the ``Bonus`` protocol (a structural check: any class may be one)."""
+    return all(callable(getattr(obj, m, None)) for m in ("setup", "observe", "compute", "update"))
 
 
 def train(
@@ -53,9 +60,12 @@ def train(
 ) -> dict[str, Any]:
     """Train ``algo`` on ``env`` with an optional curiosity ``bonus``; returns the summary.
 
-    Every argument is checked before anything is built: an unknown env, algo or bonus, an
-    unknown hyper-parameter, or an existing ``out`` without ``resume``/``overwrite`` raises
-    ``ValueError`` (or ``FileExistsError``) naming what is accepted.
+    Every argument is checked before anything is built, and every check that needs the env
+    (its spaces against the algo and the bonus) before anything is written: an unknown env,
+    algo or bonus, an unknown hyper-parameter or one of the wrong type or out of range, an
+    ``out`` that cannot be written, an existing ``out`` without ``resume``/``overwrite``, or a
+    ``resume`` whose checkpoint is damaged or from other settings raises ``ValueError`` (or
+    ``FileExistsError``) naming the bad value and what is accepted, and changes no file.
 
     Args:
         env: a MiniGrid/BabyAI id, ``DeepSea-<N>`` or any Gymnasium id.
@@ -66,8 +76,20 @@ def train(
         algo_args: hyper-parameters of the algo's config, e.g. ``{"learning_rate": 3e-4}``.
         bonus_args: constructor arguments of a bonus given by name.
     """
-    if algo not in ALGOS:
+    if not isinstance(algo, str) or algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
+    check_settings(
+        "",
+        {"frames": frames, "num_envs": num_envs, "seed": seed},
+        {"frames": int | None, "num_envs": int | None, "seed": int},
+    )
+    for arg, value in (("frames", frames), ("num_envs", num_envs)):
+        if value is not None and value < 1:
+            raise ValueError(f"{arg} must be >= 1, got {value}")
+    if not (bonus is None or isinstance(bonus, str) or _is_bonus(bonus)):
+        raise ValueError(
+            f"bonus must be a name ({', '.join(sorted(BONUSES))}) or a Bonus object, got {bonus!r}"
+        )
     chosen_backend = check_env_id(env, backend)
     ALGOS[algo].check(algo, env, bonus)
     if isinstance(bonus, str):
@@ -99,7 +121,14 @@ def train(
     }
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
     try:
-        ALGOS[algo].check_env(algo, vec_env)
+        ALGOS[algo].check_env(algo, vec_env, config)
+        if bonus is not None:
+            # Set up a copy on the env's spaces, so a bonus that cannot take them (exact counts
+            # of float observations) fails here, before the run directory is written. The
+            # agent sets the bonus itself up again, after seeding torch.
+            copy.deepcopy(bonus).setup(
+                vec_env.single_observation_space, vec_env.single_action_space, config.num_envs
+            )
         env_fps = measure_env_fps(vec_env, seed=seed)
         run = RunDir(
             out,

@@ -170,8 +170,8 @@ def _assert_real_transitions(obs, next_obs):
 
 def test_ppo_rollouts_never_hold_a_transition_across_an_episode_boundary():
     bonus = RecordingBonus()
-    cfg = PPOConfig(
-        total_frames=4 * 32 * 3, num_envs=4, num_steps=32, minibatch_size=64, encoder="mlp"
+    cfg = PPOConfig(  # three rollouts after the warm-up's frames
+        total_frames=4 * (3 + 32 * 3), num_envs=4, num_steps=32, minibatch_size=64, encoder="mlp"
     )
     train_ppo(CounterEnv(4), cfg, bonus)
     assert len(bonus.batches) >= 2 and len(bonus.observed) > 3 * 32

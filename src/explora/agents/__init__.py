@@ -18,7 +18,9 @@ from explora.agents.common import TrainingDiverged
 from explora.agents.dqn import BootDQNConfig, DQNConfig, train_dqn
 from explora.agents.ppo import PPOConfig, train_ppo
 from explora.agents.reinforce import ReinforceConfig, train_reinforce
+from explora.models.encoders import ENCODERS
 from explora.presets import algo_preset
+from explora.validate import check_settings, hints_of
 
 __all__ = [
     "ALGOS",
@@ -36,6 +38,21 @@ __all__ = [
 ]
 
 
+# What the agents' networks take: ``explora.models.encoders.make_encoder`` (PPO, REINFORCE)
+# flattens Box, one-hot encodes Discrete and reads MultiBinary as a vector; DQN's Q-networks
+# flatten any array-shaped observation. Tuple and Dict observations have no array form.
+FLAT_OBSERVATIONS: tuple[type[gym.Space], ...] = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiBinary,
+)
+IMAGE_ENCODERS = ("grid-mlp", "grid-cnn", "pixel-cnn")
+
+
+def _space_names(spaces: tuple[type[gym.Space], ...]) -> str:
+    return ", ".join(s.__name__ for s in spaces)
+
+
 @dataclass(frozen=True)
 class Algo:
     config: type
@@ -45,6 +62,10 @@ class Algo:
     discrete_actions_only: bool = False
     env_prefix: str | None = None
     """the only env ids it runs (e.g. "Bandit-"), or None for any"""
+    observation_spaces: tuple[type[gym.Space], ...] = FLAT_OBSERVATIONS
+    """observation spaces its networks take"""
+    action_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Discrete, gym.spaces.Box)
+    """action spaces its policy can output"""
 
     def check(self, name: str, env_id: str, bonus: object | None) -> None:
         """Fail on a combination the algo cannot run, before anything is built."""
@@ -55,11 +76,31 @@ class Algo:
         if self.env_prefix is None and env_id.startswith("Bandit-"):
             raise ValueError(f"Bandit-* envs are for --algo bandit, not {name}")
 
-    def check_env(self, name: str, env: Any) -> None:
-        """Fail on an env whose spaces the algo cannot take (once built, before training)."""
+    def check_env(self, name: str, env: Any, config: Any = None) -> None:
+        """Fail on an env whose spaces the algo (with ``config``'s encoder) cannot take: once
+        the env is built, before the run directory is written or any network is built."""
         space = env.single_action_space
         if self.discrete_actions_only and not isinstance(space, gym.spaces.Discrete):
             raise ValueError(f"{name} needs Discrete actions, got {space}; use --algo ppo")
+        if not isinstance(space, self.action_spaces):
+            raise ValueError(
+                f"{name} cannot output {type(space).__name__} actions ({space}); it takes "
+                f"{_space_names(self.action_spaces)} action spaces"
+            )
+        obs = env.single_observation_space
+        if not isinstance(obs, self.observation_spaces):
+            raise ValueError(
+                f"{name} cannot take {type(obs).__name__} observations ({obs}); it takes "
+                f"{_space_names(self.observation_spaces)} observation spaces (flatten the "
+                "observation with a gymnasium wrapper, e.g. FlattenObservation)"
+            )
+        encoder = getattr(config, "encoder", "auto")
+        shape = tuple(obs.shape or ())
+        if encoder in IMAGE_ENCODERS and not (isinstance(obs, gym.spaces.Box) and len(shape) == 3):
+            raise ValueError(
+                f"encoder {encoder!r} needs [H, W, C] image observations, got {obs}; use "
+                "encoder=auto or encoder=mlp"
+            )
 
 
 ALGOS: dict[str, Algo] = {
@@ -75,6 +116,7 @@ ALGOS: dict[str, Algo] = {
         "DQN with replay and a target network; epsilon-greedy, Boltzmann or NoisyNet "
         "exploration, Double-DQN target, n-step returns",
         discrete_actions_only=True,
+        observation_spaces=(*FLAT_OBSERVATIONS, gym.spaces.MultiDiscrete),
     ),
     "bootdqn": Algo(
         BootDQNConfig,
@@ -97,6 +139,7 @@ ALGOS: dict[str, Algo] = {
         "Bandit-* envs; reports cumulative pseudo-regret; takes no bonus",
         takes_bonus=False,
         env_prefix="Bandit-",
+        observation_spaces=(gym.Space,),  # a bandit has no state: the observation is ignored
     ),
 }
 
@@ -104,7 +147,12 @@ ALGOS: dict[str, Algo] = {
 def algo_config(algo: str, env_id: str, overrides: dict[str, Any]) -> Any:
     """The algo's config for this env and bonus: preset first, then ``overrides``.
 
-    Raises ``ValueError`` for an unknown hyper-parameter, naming the accepted ones.
+    Raises ``ValueError`` for an unknown hyper-parameter, naming the accepted ones, and for a
+    value of the wrong type or out of range (``explora.validate``), naming the accepted range.
+
+    Example:
+        >>> algo_config("ppo", "CartPole-v1", {"learning_rate": 3e-4}).learning_rate
+        0.0003
     """
     cls = ALGOS[algo].config
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -114,4 +162,11 @@ def algo_config(algo: str, env_id: str, overrides: dict[str, Any]) -> Any:
             f"unknown {algo} setting(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}"
         )
     values = {**algo_preset(algo, env_id), **overrides}
-    return cls(**values)
+    config = cls(**check_settings(f"{algo} setting", values, hints_of(cls)))
+    # The encoder is a plain str field, built only once training starts: check its name now.
+    encoder = getattr(config, "encoder", None)
+    if encoder is not None and encoder not in ENCODERS:
+        raise ValueError(
+            f"unknown encoder {encoder!r} for {algo}; choose one of: {', '.join(ENCODERS)}"
+        )
+    return config

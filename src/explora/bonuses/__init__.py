@@ -18,6 +18,7 @@ from explora.bonuses.episodic import FirstVisit
 from explora.bonuses.rnd import RND
 from explora.bonuses.simhash import SimHash
 from explora.bonuses.sketch import CountMinSketch
+from explora.validate import check_settings, hints_of
 
 BONUSES: dict[str, tuple[type, str]] = {
     "count": (Count, "exact visit counts of discrete observations, r = beta / sqrt(N(s'))"),
@@ -31,13 +32,15 @@ def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
     """Build the bonus registered as ``name`` with keyword hyper-parameters ``kwargs``.
 
     ``first_visit=True`` wraps it in ``FirstVisit`` (paid only on the first visit of a view in
-    an episode). Raises ``ValueError`` naming the accepted choices for an unknown name or keyword.
+    an episode). Raises ``ValueError`` naming the accepted choices for an unknown name or
+    keyword, and the accepted range for a value of the wrong type or out of range
+    (``explora.validate``: the same limits by name as the agents' settings).
 
     Example:
         >>> make_bonus("count", beta=0.5).beta
         0.5
     """
-    if name not in BONUSES:
+    if not isinstance(name, str) or name not in BONUSES:
         raise ValueError(f"unknown bonus {name!r}; choose one of: {', '.join(sorted(BONUSES))}")
     cls = BONUSES[name][0]
     accepted = sorted(
@@ -54,7 +57,9 @@ def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
             f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for bonus "
             f"{name!r}; accepted: {', '.join(accepted)}"
         )
-    bonus: Bonus = cls(**kwargs)
+    owner = f"{name} bonus argument"
+    check_settings(owner, {"first_visit": first_visit}, {"first_visit": bool})
+    bonus: Bonus = cls(**check_settings(owner, kwargs, hints_of(cls)))
     return FirstVisit(bonus) if first_visit else bonus
 
 

@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
 import re
 from functools import cache
 from typing import Any
@@ -18,25 +20,39 @@ from typing import Any
 from explora.envs.bandits import parse_bandit_id
 from explora.envs.base import EnvStep, VecEnv, measure_env_fps
 
-__all__ = ["ENV_FAMILIES", "EnvStep", "VecEnv", "check_env_id", "make", "measure_env_fps"]
+__all__ = [
+    "ENV_FAMILIES",
+    "EnvStep",
+    "VecEnv",
+    "check_env_id",
+    "deepsea_size",
+    "make",
+    "measure_env_fps",
+]
 
 # family -> one-line description (shown by `explora list`)
 ENV_FAMILIES: dict[str, str] = {
     "MiniGrid-*": "MiniGrid grid worlds; EnvPool's C++ backend by default, backend='gymnasium' "
     "for the Python one; obs = 7x7x3 egocentric image",
     "BabyAI-*": "BabyAI language-grid tasks, same backends and observation as MiniGrid",
-    "DeepSea-<N>": "bsuite's DeepSea, native numpy-vectorised, any N; obs one-hot (N x N) or "
-    "coords",
+    "DeepSea-<N>": "bsuite's DeepSea, native numpy-vectorised, any N up to 8192; obs one-hot "
+    "(N x N) or coords",
     "Bandit-Bernoulli-<K>": "K-armed Bernoulli bandit, native numpy-vectorised, any K >= 2; arm "
     "means ~ U(0, 1) drawn from the seed; every pull a one-step episode; info['regret']",
     "Bandit-Gaussian-<K>": "K-armed Gaussian bandit: rewards N(mu, 1), mu ~ N(0, 1) drawn from "
     "the seed; otherwise as Bandit-Bernoulli-<K>",
     "<any gymnasium id>": "anything gymnasium.make can build (CartPole-v1, Pendulum-v1, your "
     "own registered envs), stepped by gymnasium.vector",
+    "<module>:<id>": "import <module> (which registers its envs with gymnasium), then make "
+    "<id> as above, e.g. mypkg.envs:MyEnv-v0",
 }
 
 BACKENDS = ("envpool", "gymnasium")
-_DEEPSEA = re.compile(r"^DeepSea-(\d+)$")
+_DEEPSEA = re.compile(r"^DeepSea-(.*)$")
+MAX_DEEPSEA_SIZE = 8192
+"""DeepSea's one-hot observation is N x N uint8 per env copy (and its action mapping N x N
+int64, shared): N = 8192 is 64 MiB per copy already, and a rollout or a replay buffer holds
+thousands of observations, so larger N cannot train in memory. (bsuite's sweep stops at 100.)"""
 
 
 @cache
@@ -63,19 +79,118 @@ def _is_grid_family(env_id: str) -> bool:
     return env_id.startswith(("MiniGrid-", "BabyAI-"))
 
 
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def deepsea_size(env_id: str) -> int | None:
+    """N of a ``DeepSea-<N>`` id, None for an id outside the family.
+
+    A malformed or too large N raises ``ValueError`` saying why, before anything is allocated.
+    """
+    match = _DEEPSEA.match(env_id)
+    if match is None:
+        return None
+    text = match.group(1)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"DeepSea size must be a positive integer N, as in DeepSea-20, got {text!r} in "
+            f"{env_id!r}"
+        )
+    size = int(text)
+    if size > MAX_DEEPSEA_SIZE:
+        raise ValueError(
+            f"{env_id} is too large: its one-hot observation is N x N uint8, "
+            f"{_bytes(size * size)} per env copy, and a rollout or replay buffer holds thousands "
+            f"of them; the largest accepted is DeepSea-{MAX_DEEPSEA_SIZE} "
+            f"({_bytes(MAX_DEEPSEA_SIZE**2)} per copy)"
+        )
+    return size
+
+
+def split_module(env_id: str) -> tuple[str | None, str]:
+    """``("mypkg.envs", "MyEnv-v0")`` for ``"mypkg.envs:MyEnv-v0"`` (gymnasium.make's form),
+    ``(None, env_id)`` for an id without a module."""
+    module, sep, name = env_id.rpartition(":")
+    if not sep:
+        return None, env_id
+    if not module or not name:
+        raise ValueError(
+            f"env {env_id!r} has an empty module or id; the form is <module>:<id>, e.g. "
+            "mypkg.envs:MyEnv-v0"
+        )
+    return module, name
+
+
+def import_env_module(env_id: str) -> str:
+    """Import the module of a ``module:EnvId`` id (it registers its envs with gymnasium when
+    imported); returns the id without the module. Ids without a module are returned as they
+    are. A module that cannot be imported raises ``ValueError`` naming it."""
+    module, name = split_module(env_id)
+    if module is None:
+        return env_id
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        missing = getattr(err, "name", None)
+        why = f"No module named {missing!r}" if missing and missing != module else str(err) or "?"
+        raise ValueError(
+            f"cannot import module {module!r} of env {env_id!r}: {why}; is its folder on "
+            "PYTHONPATH?"
+        ) from err
+    return name
+
+
+def _registered_by(module: str) -> list[str]:
+    """Gymnasium ids whose entry point lives in ``module``."""
+    import gymnasium as gym
+
+    ids = []
+    for env_id, spec in gym.envs.registry.items():
+        entry = spec.entry_point
+        where = entry.partition(":")[0] if isinstance(entry, str) else entry.__module__
+        if where == module or where.startswith(module + "."):
+            ids.append(env_id)
+    return sorted(ids)
+
+
 def check_env_id(env_id: str, backend: str | None = None) -> str:
     """Validate ``env_id`` without building anything; returns the backend that will run it.
 
-    Raises ``ValueError`` naming the accepted families (and the closest known ids) otherwise.
+    ``module:EnvId`` imports ``module`` first (its envs register themselves), then checks
+    ``EnvId`` as any other id. Raises ``ValueError`` naming the accepted families (and the
+    closest known ids) otherwise.
+
+    Example:
+        >>> check_env_id("DeepSea-10")
+        'native'
     """
+    if not isinstance(env_id, str):
+        raise ValueError(f"env id must be a string, got {env_id!r}")
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    module, _ = split_module(env_id)
+    if module is not None:
+        name = import_env_module(env_id)
+        if deepsea_size(name) is None and parse_bandit_id(name) is None:
+            if name not in _gymnasium_ids() and not (
+                _is_grid_family(name) and name in _envpool_ids()
+            ):
+                registered = _registered_by(module)
+                listed = (
+                    f"it registered: {', '.join(registered)}"
+                    if registered
+                    else "it registered no gymnasium env"
+                )
+                raise ValueError(f"module {module!r} did not register an env {name!r}; {listed}")
+        return check_env_id(name, backend)
     if parse_bandit_id(env_id) is not None:  # a malformed Bandit-* id raises ValueError
         return "native"
-    match = _DEEPSEA.match(env_id)
-    if match:
-        if int(match.group(1)) < 1:
-            raise ValueError(f"DeepSea size must be >= 1, got {env_id!r}")
+    if deepsea_size(env_id) is not None:
         return "native"
     known = _gymnasium_ids()
     if _is_grid_family(env_id):
@@ -98,6 +213,20 @@ def check_env_id(env_id: str, backend: str | None = None) -> str:
     raise ValueError(f"unknown env {env_id!r}; accepted: {families}.{hint}")
 
 
+def _check_fits(env_id: str, batch_bytes: int, num_envs: int) -> None:
+    """Refuse an env whose one observation batch alone exceeds this machine's memory."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no figure to compare
+        return
+    if batch_bytes > memory:
+        raise ValueError(
+            f"{env_id} with {num_envs} env copies needs {_bytes(batch_bytes)} for one batch of "
+            f"observations, more than this machine's {_bytes(memory)} of memory; use fewer "
+            "copies or a smaller N"
+        )
+
+
 def make(
     env_id: str,
     num_envs: int = 8,
@@ -108,24 +237,27 @@ def make(
     """Build ``num_envs`` copies of ``env_id`` behind the ``VecEnv`` interface.
 
     Args:
-        env_id: a MiniGrid/BabyAI id, ``DeepSea-<N>``, or any Gymnasium id.
+        env_id: a MiniGrid/BabyAI id, ``DeepSea-<N>``, any Gymnasium id, or ``module:EnvId``
+            (the module is imported first, so its envs register themselves).
         num_envs: copies stepped together.
         seed: seeds the copies (each copy gets its own stream).
         backend: for MiniGrid/BabyAI, ``"envpool"`` (default when EnvPool has the id) or
             ``"gymnasium"`` (the Python minigrid package).
         kwargs: passed to the environment (e.g. ``obs_type="coords"`` for DeepSea).
     """
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     chosen = check_env_id(env_id, backend)
+    env_id = import_env_module(env_id)  # module:EnvId -> EnvId, its module imported
     if chosen == "native" and env_id.startswith("Bandit-"):
         from explora.envs.bandits import BanditEnv
 
         return BanditEnv.from_id(env_id, num_envs, seed=seed, **kwargs)
-    if chosen == "native":
+    size = deepsea_size(env_id)
+    if chosen == "native" and size is not None:
         from explora.envs.deepsea import DeepSea
 
-        size = int(env_id.split("-")[1])
+        _check_fits(env_id, size * size * num_envs, num_envs)
         return DeepSea(size, num_envs, seed=seed, **kwargs)
     if chosen == "envpool":
         from explora.envs.minigrid import EnvPoolMiniGrid

@@ -1,5 +1,8 @@
 """Any ``gymnasium.make``-able id, stepped by Gymnasium's synchronous vector env.
 
+``module:EnvId`` ids reach this module as ``EnvId`` with ``module`` already imported
+(``explora.envs.make``), so the env's registration has run.
+
 Gymnasium >= 1.0 resets on the step after an episode's end by default; we ask for same-step
 auto-reset and read the true last observation from ``info["final_obs"]``.
 """
@@ -43,9 +46,14 @@ class GymnasiumVecEnv(VecEnv):
         self.env_id = env_id
         self.num_envs = num_envs
         self._seed = seed
-        self._vec = SyncVectorEnv(
-            [make_one for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
-        )
+        try:
+            self._vec = SyncVectorEnv(
+                [make_one for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+            )
+        except gym.error.Error as err:
+            # gymnasium's own "cannot make this id" errors (a dependency not installed, a
+            # deprecated version, bad make arguments) are the user's to fix: one line, no trace.
+            raise ValueError(f"cannot build env {env_id!r}: {err}") from err
         self.single_observation_space = self._vec.single_observation_space
         self.single_action_space = self._vec.single_action_space
         self.has_success = success_from_reward

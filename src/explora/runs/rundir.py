@@ -29,10 +29,22 @@ import torch
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.json", "metrics.csv", "summary.json", "last.pt"
 EPISODES = "episodes.csv"
+RUN_STAMP = "run_config"
+"""Checkpoint key holding the run's record (``_comparable``), so that a checkpoint copied into
+another run's directory is recognised as foreign before any agent reads it."""
 
 
 class RunExistsError(FileExistsError):
     """``--out`` points at an existing run and neither resume nor overwrite was asked."""
+
+
+class OutDirError(ValueError):
+    """``--out`` cannot hold a run: under a regular file, or not writable."""
+
+
+class ResumeError(ValueError):
+    """``--resume`` cannot continue this run: its checkpoint or config is damaged, foreign,
+    or from other settings. Nothing of the run has been changed when this is raised."""
 
 
 def git_revision() -> str | None:
@@ -51,8 +63,35 @@ def git_revision() -> str | None:
         return None
 
 
+def check_writable(path: str | os.PathLike[str], flag: str = "--out") -> None:
+    """Refuse a path that could not be created or written: its nearest existing ancestor must
+    be a directory we may write in. Checked up front, so a run (or report) that could never
+    write its files fails before anything is built, let alone written.
+
+    Example:
+        >>> check_writable("/etc/hostname/run")
+        Traceback (most recent call last):
+        ...
+        explora.runs.rundir.OutDirError: --out /etc/hostname/run: /etc/hostname is a file, ...
+    """
+    path = Path(path)
+    probe = path.absolute()
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise OutDirError(f"{flag} {path}: {probe} is a file, not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise OutDirError(f"{flag} {path}: cannot write in {probe} (permission denied)")
+    except OutDirError:
+        raise
+    except OSError as err:  # e.g. a parent we may not even look into
+        raise OutDirError(f"{flag} {path}: {err.strerror or err}") from err
+
+
 def check_out_dir(path: str | os.PathLike[str], overwrite: bool, resume: bool) -> None:
-    """Refuse an existing non-empty run directory unless asked to resume or overwrite."""
+    """Refuse an existing non-empty run directory unless asked to resume or overwrite, and a
+    path that cannot be written (``check_writable``)."""
     if overwrite and resume:
         raise ValueError("choose one of --resume and --overwrite, not both")
     path = Path(path)
@@ -63,6 +102,84 @@ def check_out_dir(path: str | os.PathLike[str], overwrite: bool, resume: bool) -
             f"{path} already holds a run; pass --resume to continue it from its last "
             "checkpoint or --overwrite to replace it"
         )
+    check_writable(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable: without it a crash may forget the new entry."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Write ``path`` through a temporary file beside it: ``write(file)`` fills it, it is
+    flushed and fsynced, renamed over ``path`` and the directory fsynced. A kill at any moment
+    leaves either the old file or the new one, never a torn one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file helps no one; the old one stays
+        raise
+    _fsync_dir(path.parent)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+REQUIRED_CHECKPOINT_KEYS = ("frames", "torch_rng", "config")
+"""What every agent's checkpoint holds (``explora.agents.common.progress_state``)."""
+
+
+def read_checkpoint(file: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Load ``file`` and check it belongs to the run described by ``config`` (the run
+    directory's record): readable by ``torch.load``, holding the keys every agent writes, and
+    written by a run of the same env, algo, bonus, seed and settings. Raises ``ResumeError``
+    naming the file and what is wrong, never an unpickling traceback."""
+    fix = "pass --overwrite to start the run again, or choose a new --out"
+    try:
+        state = torch.load(file, weights_only=False)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle means a damaged file
+        raise ResumeError(
+            f"cannot resume from {file}: it is not a readable checkpoint ({_first_line(err)}); "
+            f"{fix}"
+        ) from err
+    missing = [k for k in REQUIRED_CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ResumeError(
+            f"cannot resume from {file}: it is not an explora checkpoint (no "
+            f"{', '.join(missing)}); {fix}"
+        )
+    stamp = state.get(RUN_STAMP)
+    if isinstance(stamp, dict):
+        diff = _differences(_jsonable(stamp), _comparable(config))
+        what = "it was written by a different run"
+    else:  # written before checkpoints carried the run's record: compare the agent's settings
+        saved = _comparable({"algo_config": state["config"]}).get("algo_config")
+        diff = _differences(
+            saved if isinstance(saved, dict) else {},
+            _comparable(config).get("algo_config") or {},
+        )
+        what = "it was written with other agent settings (another algo or hyper-parameters)"
+    if diff:
+        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise ResumeError(f"cannot resume from {file}: {what}; differs in {shown}; {fix}")
+    return state
 
 
 def _jsonable(value: Any) -> Any:
@@ -113,22 +230,23 @@ class RunDir:
     ) -> None:
         check_out_dir(path, overwrite, resume)
         self.path = Path(path)
-        if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
         self.resume = resume
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "checkpoints").mkdir(exist_ok=True)
         config = {**config, "git_revision": git_revision()}
-        saved = self.path / CONFIG
-        if resume and saved.exists():
-            old, new = _comparable(json.loads(saved.read_text())), _comparable(config)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if diff:
-                raise ValueError(
-                    f"cannot resume {self.path}: the config differs in {', '.join(diff)}; "
-                    "use the same settings or a new --out"
-                )
-        saved.write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+        self._stamp = _comparable(config)
+        # Every check (config, checkpoint) comes before the first write, so a refused resume
+        # leaves the run exactly as it was.
+        self._resume_state = self._check_resumable(config) if resume else None
+        try:
+            if overwrite and self.path.exists():
+                shutil.rmtree(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+            text = json.dumps(_jsonable(config), indent=2, sort_keys=True)
+            write_atomic(self.path / CONFIG, lambda f: f.write(text.encode()))
+        except OSError as err:
+            raise OutDirError(
+                f"cannot write the run directory {self.path}: {err.strerror or err}"
+            ) from err
         self._csv_file: Any = None
         self._csv: csv.DictWriter[str] | None = None
         self._columns: list[str] | None = None
@@ -139,6 +257,29 @@ class RunDir:
         self._total = total_frames
         self._checkpoint_seconds = 60.0 * checkpoint_minutes
         self._last_checkpoint = time.monotonic()
+
+    def _check_resumable(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The checkpoint to resume from (None: no checkpoint yet, start afresh), after
+        checking that the saved config and the checkpoint belong to this run."""
+        saved = self.path / CONFIG
+        if saved.exists():
+            try:
+                old = json.loads(saved.read_text())
+            except (OSError, ValueError) as err:
+                raise ResumeError(
+                    f"cannot resume {self.path}: {saved} is unreadable ({_first_line(err)}); "
+                    "pass --overwrite to start the run again, or choose a new --out"
+                ) from err
+            diff = _differences(
+                _comparable(old) if isinstance(old, dict) else {}, _comparable(config)
+            )
+            if diff:
+                raise ResumeError(
+                    f"cannot resume {self.path}: the config differs in {', '.join(diff)}; "
+                    "use the same settings or a new --out"
+                )
+        file = self.path / "checkpoints" / CHECKPOINT
+        return read_checkpoint(file, config) if file.exists() else None
 
     # -- metrics -------------------------------------------------------------------------
     def log(self, frames: int, metrics: dict[str, float]) -> None:
@@ -204,11 +345,11 @@ class RunDir:
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write atomically, so a kill mid-write leaves the previous checkpoint intact."""
-        final = self.path / "checkpoints" / CHECKPOINT
-        tmp = final.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, final)
+        """Write atomically (``write_atomic``: temporary file, fsync, rename, fsync of the
+        directory), so a kill or a power cut mid-write leaves the previous checkpoint intact.
+        The run's record goes in too, so the checkpoint can be recognised as this run's."""
+        stamped = {**state, RUN_STAMP: self._stamp}
+        write_atomic(self.path / "checkpoints" / CHECKPOINT, lambda f: torch.save(stamped, f))
         self._last_checkpoint = time.monotonic()
 
     def checkpoint_due(self) -> bool:
@@ -218,10 +359,16 @@ class RunDir:
         return time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        file = self.path / "checkpoints" / CHECKPOINT
-        if not (self.resume and file.exists()):
+        """The checkpoint to resume from (checked when the run directory was opened), or None
+        when not resuming or there is none yet; forgets metric rows logged after it."""
+        if not self.resume:
             return None
-        state = torch.load(file, weights_only=False)
+        state, self._resume_state = self._resume_state, None
+        file = self.path / "checkpoints" / CHECKPOINT
+        if state is None and file.exists():  # asked again after the first one was handed out
+            state = read_checkpoint(file, {**self._stamp})
+        if state is None:
+            return None
         self._drop_rows_after(int(state["frames"]))
         return state
 
