@@ -22,6 +22,7 @@ from explora.bonuses import BONUSES, Bonus, FirstVisit, bonus_hparams, make_bonu
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.presets import bonus_preset
+from explora.runs.episodes import DEEP_SEA_SOLVED_BELOW
 from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
 from explora.validate import check_settings
 
@@ -119,6 +120,8 @@ def train(
         "frames": config.total_frames,
         "algo_config": dataclasses.asdict(config),
     }
+    # DeepSea's solved rule: the agent's setting where it has one (DQNConfig), else bsuite's
+    threshold = getattr(config, "solved_threshold", DEEP_SEA_SOLVED_BELOW)
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
     try:
         ALGOS[algo].check_env(algo, vec_env, config)
@@ -160,9 +163,10 @@ def train(
             "frames_to_success_0.9": frames_to_success(result["episodes"])
             if vec_env.has_success
             else None,
-            "solved_at_episode": bsuite_deep_sea_solved_at(result["bad_episodes"])
+            "solved_at_episode": bsuite_deep_sea_solved_at(result["bad_episodes"], threshold)
             if result.get("bad_episodes")
             else None,
+            "solved_threshold": threshold if result.get("bad_episodes") else None,
             "cumulative_regret": result.get("cumulative_regret"),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "run_dir": str(Path(out)),

@@ -758,7 +758,9 @@ CLI_CASES: dict[str, Case] = {
     "resume-changed-bonus": resume(
         "--bonus", "count", message="the config differs in bonus, bonus_config"
     ),
-    "resume-changed-seed": resume("--seed", "3", message="the config differs in algo_config, seed"),
+    "resume-changed-seed": resume(
+        "--seed", "3", message="the config differs in algo_config.seed, seed"
+    ),
     # ---- stores that are missing or not explora's ---------------------------------------
     "report-store-missing": Case(
         ["report", "--store", "{tmp}/missing.db", "--out", "{tmp}/r.html"],

@@ -97,3 +97,14 @@ def test_killed_at_a_random_moment_resumes_bit_for_bit(tmp_path, case):
     assert [r["frames"] for r in rows_a] == [r["frames"] for r in rows_b], why  # none lost or twice
     assert rows_a == rows_b, why
     assert (alone / "episodes.csv").read_text() == (killed / "episodes.csv").read_text(), why
+    assert _tensorboard_steps(killed) == [int(r["frames"]) for r in rows_b], why
+
+
+def _tensorboard_steps(run: Path) -> list[int]:
+    """The steps of one scalar as TensorBoard shows it: the resumed process purges what the
+    killed one logged after the checkpoint, so no step appears twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    return [e.step for e in events.Scalars("charts/SPS")]

@@ -342,3 +342,19 @@ def test_solved_at_matches_bsuite_find_solution(monkeypatch: pytest.MonkeyPatch)
         assert bsuite_deep_sea_solved_at(flags) == expected
     assert bsuite_deep_sea_solved_at(tail) is None
     assert bsuite_deep_sea_solved_at(tail, num_episodes=None) == 11_112  # 10,000 / 11,112 < 0.9
+
+
+def test_the_solved_threshold_is_a_setting_of_the_tracker_and_the_summary():
+    """bad flags 1 1 0 1 0 0: running rates 1, 1, .67, .75, .6, .5 -> below 0.9 at episode 3,
+    below 0.6 only at episode 6 (bsuite 0.3.6 uses 0.9, newer bsuite code 0.8)."""
+    from explora.runs.episodes import EpisodeTracker
+
+    flags = [1, 1, 0, 1, 0, 0]
+    for threshold, want in ((0.9, 3), (0.6, 6)):
+        tracker = EpisodeTracker(1, solved_threshold=threshold)
+        for bad in flags:
+            one = np.ones(1, dtype=bool)
+            info = {"bad_episode": np.array([bool(bad)])}
+            tracker.step(EnvStep(np.zeros(1), np.zeros(1), one, ~one, np.zeros(1), info), 1)
+        assert tracker.deep_sea_solved_at == want
+        assert bsuite_deep_sea_solved_at(np.array(flags, bool), threshold) == want

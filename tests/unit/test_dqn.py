@@ -247,9 +247,13 @@ def test_every_bonus_with_models_trains_in_dqn_episodic_or_lifelong():
         bonus = FirstVisit(rnd) if wrap else rnd
         cfg = DQNConfig(total_frames=300, num_envs=1, learning_starts=64, batch_size=16)
         env = make("DeepSea-5", 1)
-        calls = []
-        real_update = rnd.update
-        rnd.update = lambda batch: calls.append(batch.shape) or real_update(batch)
+        calls: list = []
+
+        def counted(batch, calls=calls, real_update=rnd.update):
+            calls.append(batch.shape)
+            return real_update(batch)
+
+        rnd.update = counted
         train_dqn(env, cfg, bonus=bonus)
         assert len(calls) > 100, f"first_visit={wrap}: the predictor trained {len(calls)} times"
         assert calls[0] == (cfg.n_step, cfg.batch_size)

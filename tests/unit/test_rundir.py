@@ -154,3 +154,14 @@ def test_an_out_that_cannot_be_written_is_refused_up_front(tmp_path):
         (tmp_path / "ro").mkdir(mode=0o555)
         with pytest.raises(OutDirError, match="permission denied"):
             check_writable(tmp_path / "ro" / "run")
+
+
+def test_a_setting_added_to_explora_after_a_run_started_does_not_block_its_resume():
+    from explora.runs.rundir import _differences
+
+    saved = {"env": "DeepSea-8", "algo_config": {"gamma": 0.99}}
+    now = {"env": "DeepSea-8", "algo_config": {"gamma": 0.99, "clip_vloss": False}}
+    assert _differences(saved, now) == []
+    changed = {"env": "DeepSea-8", "algo_config": {"gamma": 0.9, "clip_vloss": False}}
+    assert _differences(saved, changed) == ["algo_config.gamma"]
+    assert _differences({**saved, "seed": 1}, {**now, "seed": 2}) == ["seed"]

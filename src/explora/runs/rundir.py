@@ -131,8 +131,21 @@ def write_atomic(path: Path, write: Any) -> None:
     _fsync_dir(path.parent)
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings in which ``new`` differs from the saved ``old`` (nested dicts compared key
+    by key, named ``algo_config.gamma``). A setting the saved record does not have at all is a
+    field added to explora after the run started; it is not a difference, so that an upgrade
+    does not strand runs in progress (the record's git revision says which code wrote it)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def _first_line(err: BaseException) -> str:
@@ -256,6 +269,7 @@ class RunDir:
         self._show_progress = progress
         self._total = total_frames
         self._checkpoint_seconds = 60.0 * checkpoint_minutes
+        self._purge_step: int | None = None
         self._last_checkpoint = time.monotonic()
 
     def _check_resumable(self, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -302,7 +316,9 @@ class RunDir:
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.path / "tb"))
+            # On resume, TensorBoard discards the events an earlier process logged after the
+            # checkpoint (they are logged again), as _drop_rows_after does for metrics.csv.
+            self._tb = SummaryWriter(str(self.path / "tb"), purge_step=self._purge_step)
         for key, value in metrics.items():
             if value is not None and math.isfinite(value):
                 self._tb.add_scalar(key, value, frames)
@@ -370,6 +386,7 @@ class RunDir:
         if state is None:
             return None
         self._drop_rows_after(int(state["frames"]))
+        self._purge_step = int(state["frames"]) + 1
         return state
 
     def _drop_rows_after(self, frames: int) -> None:
