@@ -11,7 +11,8 @@ import os
 # step on: measured 20x slower PPO with an MLP on 2 cores. Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from explora.curiosity import Curiosity  # noqa: E402
 from explora.train import train  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "train"]
+__all__ = ["Curiosity", "__version__", "train"]

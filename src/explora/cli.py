@@ -62,6 +62,7 @@ def train(
     progress: bool = True,
     algo_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
     bonus_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
+    env_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
 ) -> None:
     """Train an agent, optionally with a curiosity bonus, and write a run directory.
 
@@ -79,6 +80,8 @@ def train(
         progress: show a progress bar.
         algo_args: agent hyper-parameters, e.g. learning_rate=3e-4 int_coef=0.5.
         bonus_args: bonus hyper-parameters, e.g. learning_rate=1e-3.
+        env_args: arguments of the env, e.g. map_name=8x8 is_slippery=false (FrozenLake) or
+            dict_obs=true (MiniGrid's image, direction and mission).
     """
     from explora.train import train as run_training
 
@@ -96,6 +99,7 @@ def train(
         progress=progress,
         algo_args=_parse_pairs(algo_args, "--algo-args"),
         bonus_args=_parse_pairs(bonus_args, "--bonus-args"),
+        env_kwargs=_parse_pairs(env_args, "--env-args"),
     )
     run_dir = Path(summary["run_dir"])
     shown = {

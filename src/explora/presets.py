@@ -15,6 +15,8 @@ def _family(env_id: str) -> str:
         return "minigrid"
     if env_id.startswith("DeepSea-"):
         return "deepsea"
+    if env_id.startswith("MountainCar-"):
+        return "mountaincar"
     return "other"
 
 
@@ -27,9 +29,29 @@ ALGO_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
         "slower per frame); the grid MLP (128 wide) costs a third of rl-starter-files' CNN per "
         "sample and with RND (first_visit) solved DoorKey-8x8 seeds on which the CNN did not",
     ),
+    ("ppo", "mountaincar"): (
+        {
+            "num_envs": 16,
+            "num_steps": 32,
+            "minibatch_size": 128,
+            "ent_coef": 0.05,
+            "int_scale_horizon": 2048,
+            "obs_rescale": True,
+        },
+        "a sparse goal behind a 2-d float observation: the policy needs inputs rescaled to "
+        "[-1, 1] (raw velocity +-0.07 is invisible to the MLP), and RND's error falls by three "
+        "orders of magnitude within 100k frames, so the intrinsic scale must forget "
+        "(DiscountedReturnStd; tests/learning/test_sparse_control.py)",
+    ),
     ("ppo", "deepsea"): (
-        {"num_envs": 16, "num_steps": 32, "minibatch_size": 128},
-        "episodes last N steps: short rollouts and small batches update often",
+        {"num_envs": 16, "num_steps": 32, "minibatch_size": 128, "int_episodic": True},
+        "episodes last N steps: short rollouts and small batches update often. The intrinsic "
+        "return ends with the episode: every episode lasts N steps and restarts at the same "
+        "cell, so the next episode's novelty is not a consequence of this one's last action, "
+        "and carrying it over (RND's continuing return) only adds noise. Measured at the quick "
+        "suite's budget (80k frames, seeds 0-9): count solved DeepSea-20 on 5/10 seeds with "
+        "the episodic return, 2/10 continuing; RND DeepSea-10 (24k frames) 10/10 and 6/10 "
+        "(README, 'The intrinsic return at episode ends')",
     ),
 }
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from explora.agents import ALGOS, algo_config
-from explora.bonuses import BONUSES, Bonus, FirstVisit, bonus_hparams, make_bonus
+from explora.bonuses import BONUSES, Bonus, FirstVisit, ObsKey, bonus_hparams, make_bonus
+from explora.bonuses.obs_key import for_env
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.presets import bonus_preset
@@ -30,12 +31,27 @@ from explora.validate import check_settings
 def _bonus_name(bonus: str | Bonus | None) -> str | None:
     if bonus is None or isinstance(bonus, str):
         return bonus
-    if isinstance(bonus, FirstVisit):
+    if isinstance(bonus, FirstVisit | ObsKey):
         return _bonus_name(bonus.inner)
     for name, (cls, _) in BONUSES.items():
         if type(bonus) is cls:
             return name
     return type(bonus).__name__
+
+
+def _bonus_input(bonus: Any) -> dict[str, Any]:
+    """What a set-up bonus reads, for config.json: the Dict observation part (``ObsKey``) and
+    what its episodic counts are keyed on (``count_key``: the env's state key or the
+    observation's bytes), where the bonus has them."""
+    out: dict[str, Any] = {}
+    while bonus is not None:
+        if isinstance(bonus, ObsKey):
+            out["obs_key"] = bonus.key
+        key = vars(bonus).get("count_key")
+        if key is not None:
+            out["count_key"] = key
+        bonus = vars(bonus).get("inner")
+    return out
 
 
 def _is_bonus(obj: object) -> bool:
@@ -58,6 +74,7 @@ def train(
     progress: bool = True,
     algo_args: dict[str, Any] | None = None,
     bonus_args: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``env`` with an optional curiosity ``bonus``; returns the summary.
 
@@ -76,6 +93,9 @@ def train(
         out: run directory (default: ``runs/<env>-<algo>-<bonus>-s<seed>``).
         algo_args: hyper-parameters of the algo's config, e.g. ``{"learning_rate": 3e-4}``.
         bonus_args: constructor arguments of a bonus given by name.
+        env_kwargs: arguments of the env, passed to ``explora.envs.make`` (gymnasium.make,
+            EnvPool or the native envs), e.g. ``{"map_name": "8x8", "is_slippery": False}``;
+            recorded in ``config.json``. One the env does not take raises ``ValueError``.
     """
     if not isinstance(algo, str) or algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
@@ -110,8 +130,10 @@ def train(
         out = Path("runs") / f"{env}-{algo}-{name or 'none'}-s{seed}"
     check_out_dir(out, overwrite, resume)
 
+    env_kwargs = dict(env_kwargs or {})
     record = {
         "env": env,
+        "env_kwargs": env_kwargs,
         "algo": algo,
         "bonus": name,
         "bonus_config": bonus_hparams(bonus) if bonus is not None else None,
@@ -122,16 +144,19 @@ def train(
     }
     # DeepSea's solved rule: the agent's setting where it has one (DQNConfig), else bsuite's
     threshold = getattr(config, "solved_threshold", DEEP_SEA_SOLVED_BELOW)
-    vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend)
+    vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend, **env_kwargs)
     try:
         ALGOS[algo].check_env(algo, vec_env, config)
         if bonus is not None:
             # Set up a copy on the env's spaces, so a bonus that cannot take them (exact counts
             # of float observations) fails here, before the run directory is written. The
             # agent sets the bonus itself up again, after seeding torch.
-            copy.deepcopy(bonus).setup(
+            probe = for_env(copy.deepcopy(bonus), vec_env.single_observation_space)
+            assert probe is not None
+            probe.setup(
                 vec_env.single_observation_space, vec_env.single_action_space, config.num_envs
             )
+            record["bonus_input"] = _bonus_input(probe)
         env_fps = measure_env_fps(vec_env, seed=seed)
         run = RunDir(
             out,
@@ -171,7 +196,7 @@ def train(
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "run_dir": str(Path(out)),
         }
-        run.finish(summary, result.get("visits"), result.get("episodes"))
+        run.finish(summary, result.get("visits"), result.get("episodes"), result.get("bonus_map"))
         return summary
     finally:
         vec_env.close()

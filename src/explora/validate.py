@@ -131,6 +131,7 @@ LIMITS: dict[str, Limit] = {
     "target_kl": POSITIVE,
     "temperature": POSITIVE,
     "obs_clip": POSITIVE,
+    "int_scale_horizon": POSITIVE,
     "prior_alpha": POSITIVE,
     "prior_beta": POSITIVE,
     "prior_std": POSITIVE,

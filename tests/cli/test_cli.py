@@ -209,3 +209,40 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert state["update"] == 2
     assert all(torch.isfinite(v).all() for v in state["agent"].values())
     assert Path(out / "metrics.csv").exists()
+
+
+def test_a_bonus_run_keeps_the_mean_bonus_per_grid_cell(tmp_path):
+    """bonus_map.npy: the raw bonus averaged per cell reached; with counts, rarely reached
+    cells were paid more than the most visited ones; cells never reached stay NaN."""
+    import numpy as np
+
+    import explora
+
+    out = tmp_path / "run"
+    explora.train("DeepSea-6", bonus="count", frames=4096, out=out, progress=False)
+    bonus_map = np.load(out / "bonus_map.npy")
+    visits = np.load(out / "visitation.npy")
+    assert bonus_map.shape == (6, 6) and (out / "bonus_map.png").is_file()
+    paid = np.isfinite(bonus_map)
+    assert paid.sum() > 6 and not (paid & (visits == 0)).any()
+    reached = paid & (visits > 0)
+    rare = bonus_map[reached][np.argmin(visits[reached])]
+    common = bonus_map[reached][np.argmax(visits[reached])]
+    assert rare > common
+
+
+def test_env_args_reach_the_env_and_the_config_and_a_wrong_one_is_refused(tmp_path, capsys):
+    from explora.cli import main
+
+    out = tmp_path / "lake"
+    code = main(["train", "--env", "FrozenLake-v1", "--frames", "2048", "--out", str(out),
+                 "--no-progress", "--env-args", "map_name=8x8", "is_slippery=false"])  # fmt: skip
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["env_kwargs"] == {"map_name": "8x8", "is_slippery": False}
+    bad = tmp_path / "bad"
+    code = main(["train", "--env", "FrozenLake-v1", "--frames", "2048", "--out", str(bad),
+                 "--no-progress", "--env-args", "map_size=8x8"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("explora: error: ")
+    assert "map_size" in err[0] and not bad.exists()

@@ -74,7 +74,7 @@ def test_pure_curiosity_ignores_the_extrinsic_reward(ext_coef):
         env = GymnasiumVecEnv("CartPole-v1", 4, seed=0, wrappers=[ScaleReward])
         cfg = PPOConfig(total_frames=4 * 16 * 3, num_envs=4, ext_coef=ext_coef, vf_coef=0.0,
                         **TINY)  # fmt: skip
-        agent = train_ppo(env, cfg, bonus=SimHash(num_bits=16))["agent"]
+        agent = train_ppo(env, cfg, bonus=SimHash(num_bits=16, warmup_steps=0))["agent"]
         return [p.detach().clone() for p in agent.actor.parameters()]
 
     same = all(
@@ -252,3 +252,35 @@ def test_bonus_thread_changes_nothing_but_the_clock():
 
     for a, b in zip(run(True), run(False), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_bonus_sees_the_env_state_keys_of_the_states_reached():
+    """DeepSea reports the agent's cell: the key of each step's next_obs decodes to the cell
+    its one-hot shows (the final cell at an episode end), in observe and in the batch."""
+
+    class Keys(Count):
+        def __init__(self):
+            super().__init__()
+            self.seen, self.batches = [], []
+
+        def observe(self, step):
+            self.seen.append((step.next_obs, step.state_keys))
+            super().observe(step)
+
+        def compute(self, batch):
+            self.batches.append(batch)
+            return super().compute(batch)
+
+    bonus = Keys()
+    cfg = PPOConfig(total_frames=2 * 16 * 2, num_envs=2, **TINY)
+    train_ppo(make("DeepSea-4", 2), cfg, bonus=bonus)
+    for next_obs, keys in bonus.seen:
+        for view, key in zip(next_obs[0], keys[0], strict=True):
+            row, col = int(key) >> 23, (int(key) >> 3) & (2**20 - 1)
+            if row < 4:
+                assert view[row, col] == 1 and view.sum() == 1
+            else:  # past the last row the one-hot is all zero
+                assert view.sum() == 0
+    batch = bonus.batches[-1]
+    assert batch.state_keys is not None and batch.state_keys.shape == (16, 2)
+    torch.testing.assert_close(batch.state_keys, torch.cat([k for _, k in bonus.seen[-16:]]))

@@ -208,6 +208,13 @@ def test_heatmap_for_the_grid_task(report: dict[str, Any]) -> None:
                      r'DeepSea-6">', visitation)  # fmt: skip
 
 
+def test_bonus_map_for_the_methods_with_a_bonus(report: dict[str, Any]) -> None:
+    maps = _section(report["html"], "bonus-maps")
+    assert "<h3>DeepSea-6</h3>" in maps
+    assert re.search(r'<img src="data:image/png;base64,[^"]+" alt="bonus per cell on '
+                     r'DeepSea-6">', maps)  # fmt: skip
+
+
 def test_scores_use_only_seeds_present_on_every_task() -> None:
     done = [
         {"method": "a", "task": "t1", "seed": 0, "score": 0.1},

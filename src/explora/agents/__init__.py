@@ -95,8 +95,11 @@ class Algo:
                 "observation with a gymnasium wrapper, e.g. FlattenObservation)"
             )
         encoder = getattr(config, "encoder", "auto")
-        shape = tuple(obs.shape or ())
-        if encoder in IMAGE_ENCODERS and not (isinstance(obs, gym.spaces.Box) and len(shape) == 3):
+        # a flattened Dict observation: the image encoder applies to its image parts
+        layout = getattr(obs, "layout", None)
+        parts = [p.space for p in layout.parts.values()] if layout is not None else [obs]
+        images = [p for p in parts if isinstance(p, gym.spaces.Box) and len(p.shape or ()) == 3]
+        if encoder in IMAGE_ENCODERS and not images:
             raise ValueError(
                 f"encoder {encoder!r} needs [H, W, C] image observations, got {obs}; use "
                 "encoder=auto or encoder=mlp"

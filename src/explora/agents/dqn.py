@@ -56,6 +56,7 @@ from explora.agents import common
 from explora.agents.common import NullRun, Stateful
 from explora.agents.replay import Batch, ReplayBuffer
 from explora.bonuses.base import Bonus, RunningMeanStd, Transitions
+from explora.bonuses.obs_key import for_env
 from explora.envs.base import VecEnv
 from explora.models.ensemble import INITS, EnsembleQ, as_inputs
 from explora.models.optim import copy_weights, flush_denormals
@@ -332,6 +333,7 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
+    bonus = for_env(bonus, obs_space)  # on a Dict observation: the part it reads
     if bonus is not None:
         bonus.setup(obs_space, act_space, cfg.num_envs)
     rng = np.random.default_rng(cfg.seed)
@@ -483,6 +485,8 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
                 r = bonus.compute(one).float()[0]
                 int_rms.update(r)
                 int_rewards = r.numpy()
+                if "agent_pos" in step.info:
+                    tracker.add_bonus(step.info["agent_pos"], int_rewards)
         masks = rng.binomial(1, cfg.mask_prob, size=(N, K)).astype(np.float32) if K > 1 else None
         replay.add(obs, actions, step.reward, step.terminated, step.truncated, step.final_obs,
                    int_rewards, masks)  # fmt: skip

@@ -50,10 +50,12 @@ from explora.agents import common
 from explora.agents.common import NullRun, Stateful
 from explora.agents.returns import gae
 from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions
+from explora.bonuses.obs_key import for_env
 from explora.envs.base import EnvStep, VecEnv, random_actions
-from explora.models.encoders import layer_init, make_encoder
+from explora.models.encoders import BoundsRescale, layer_init, make_encoder
 from explora.runs.episodes import EpisodeTracker
 
+INT_ENDS = ("continue", "final-obs")
 LOSS_NAMES = (
     "losses/policy",
     "losses/value",
@@ -115,6 +117,19 @@ class PPOConfig:
     """weight of the intrinsic advantage (ignored without a bonus); see ext_coef"""
     int_episodic: bool = False
     """treat the intrinsic return as episodic (cut at termination) instead of lifelong"""
+    int_scale_horizon: float | None = None
+    """samples over which the intrinsic reward's scale (the std of its discounted return)
+    forgets; None: the whole run (RND paper). Set it where the raw bonus falls by orders of
+    magnitude during training, as RND's does on low-dimensional observations (MountainCar:
+    0 goals in 150k frames with None, 7-48 per seed with 512-2048; ``DiscountedReturnStd``)"""
+    obs_rescale: bool = False
+    """feed the policy Box observations rescaled from their declared bounds to [-1, 1]
+    (bonuses still see them raw): PPO's MLP cannot use MountainCar's velocity (+-0.07 beside a
+    position in [-1.2, 0.6]); off where bounds are loose (MiniGrid declares 0..255 for 0..10)"""
+    int_end: str = "continue"
+    """where a lifelong intrinsic return goes at an episode end: "continue" into the next
+    episode's first observation (RND's code, CleanRL), or "final-obs": bootstrap from V_int of
+    the final observation and cut the chain (explora before 2026-11-30; measured in README)"""
     encoder: str = "auto"
     """observation encoder: auto, grid-cnn, pixel-cnn or mlp"""
     hidden: int = 64
@@ -151,6 +166,10 @@ class PPOConfig:
         for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.int_end not in INT_ENDS:
+            raise ValueError(
+                f"unknown int_end {self.int_end!r}; choose one of: {', '.join(INT_ENDS)}"
+            )
         if self.minibatch_size > self.batch_size or self.batch_size % self.minibatch_size:
             raise ValueError(
                 f"the batch num_envs * num_steps = {self.batch_size} must be a multiple of "
@@ -169,6 +188,8 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, cfg: PPOConfig) -> None:
         super().__init__()
         self.encoder = make_encoder(obs_space, cfg.encoder)
+        if cfg.obs_rescale:
+            self.encoder = BoundsRescale(self.encoder, obs_space)
         emb: int = self.encoder.out_dim  # type: ignore[assignment]
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
@@ -297,6 +318,7 @@ def train_ppo(
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)  # before setup, so the bonus's random networks are seeded too
+    bonus = for_env(bonus, obs_space)  # on a Dict observation: the part it reads
     if bonus is not None:
         bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
     rng = np.random.default_rng(cfg.seed)
@@ -305,7 +327,7 @@ def train_ppo(
     # fused: one kernel for all parameters, measured 2.5x cheaper per step than the default
     params = list(agent.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
-    int_scale = DiscountedReturnStd(cfg.num_envs, cfg.int_gamma)
+    int_scale = DiscountedReturnStd(cfg.num_envs, cfg.int_gamma, horizon=cfg.int_scale_horizon)
     tracker = EpisodeTracker(cfg.num_envs, env.grid_shape)
     T, N = cfg.num_steps, cfg.num_envs
     warmup = getattr(bonus, "warmup_steps", 0) if bonus is not None else 0
@@ -356,6 +378,9 @@ def train_ppo(
     rewards_buf = torch.zeros(T, N)
     term_buf = torch.zeros(T, N, dtype=torch.bool)
     trunc_buf = torch.zeros(T, N, dtype=torch.bool)
+    keys_buf = torch.zeros(T, N, dtype=torch.int64)  # the env's state keys, where it has them
+    has_keys = False
+    pos_buf = np.full((T, N, 2), -1, dtype=np.int64)  # grid cell reached, for the bonus map
     if agent.continuous:  # the bonus sees the actions the env took, the update the sampled ones
         assert isinstance(act_space, gym.spaces.Box)
         low, high = torch.from_numpy(act_space.low), torch.from_numpy(act_space.high)
@@ -364,6 +389,7 @@ def train_ppo(
 
     def record(t: int, obs: np.ndarray, actions: np.ndarray, step: EnvStep, at: int) -> None:
         """Store step t's outcome; show it to the tracker (``at`` frames) and the bonus."""
+        nonlocal has_keys
         next_obs_buf[t] = torch.from_numpy(step.final_obs)
         rewards_buf[t] = torch.from_numpy(step.reward)
         term_buf[t] = torch.from_numpy(step.terminated)
@@ -373,7 +399,13 @@ def train_ppo(
             ended_at.append((t, np.flatnonzero(ended)))
         tracker.step(step, at)
         if bonus is not None:
-            bonus.observe(Transitions.one_step(obs, actions, step))
+            if "agent_pos" in step.info:
+                pos_buf[t] = step.info["agent_pos"]
+            one = Transitions.one_step(obs, actions, step)
+            if one.state_keys is not None:
+                keys_buf[t] = one.state_keys[0]
+                has_keys = True
+            bonus.observe(one)
 
     summary_metrics: dict[str, float] = {}
     for update in range(first_update, num_updates):
@@ -427,6 +459,7 @@ def train_ppo(
             ext_rewards=rewards_buf,
             terminated=term_buf,
             truncated=trunc_buf,
+            state_keys=keys_buf if has_keys else None,
         )
         adv_ext, ret_ext = gae(
             rewards_buf,
@@ -443,9 +476,12 @@ def train_ppo(
         int_metrics: dict[str, float] = {}
         if bonus is not None:
             raw_int = bonus.compute(batch).float()
+            tracker.add_bonus(pos_buf, raw_int.numpy())
             int_scale.update(raw_int)
             int_rewards = raw_int / int_scale.std
-            if cfg.int_episodic:  # ends as for the extrinsic return (V_int of the final obs)
+            if cfg.int_episodic or cfg.int_end == "final-obs":
+                # ends as for the extrinsic return: V_int of the final obs, the chain cut
+                # (with int_end="final-obs" a termination does not zero it: episodic=False)
                 int_next = next_values[..., 1].clone()
                 if ended_at:
                     int_next[ts, ns] = agent.values(next_obs_buf[ts, ns])[:, 1].detach()

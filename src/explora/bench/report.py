@@ -573,6 +573,41 @@ def _visitation(a: _Analysis) -> tuple[list[tuple[str, str]], list[str]]:
     return figures, notes
 
 
+def _bonus_maps(a: _Analysis) -> list[tuple[str, str]]:
+    """Per grid task, one row of heatmaps (one per method with a bonus): the mean raw bonus
+    per cell, averaged over seeds, each method on its own colour scale (bonuses differ in
+    scale by orders of magnitude; the shape is what compares)."""
+    plt = _plt()
+    maps: dict[str, dict[str, list[np.ndarray]]] = {}
+    for rec in a.done:
+        run_dir = rec.get("run_dir")
+        path = Path(run_dir) / "bonus_map.npy" if run_dir else None
+        if path is None or not path.is_file():
+            continue
+        maps.setdefault(rec["task"], {}).setdefault(rec["method"], []).append(np.load(path))
+    cmap = plt.get_cmap("magma").with_extremes(bad="#f0f0f0")  # grey: no bonus paid there
+    figures = []
+    for task in a.tasks:
+        methods = [m for m in a.methods if m in maps.get(task, {})]
+        if not methods:
+            continue
+        fig, axes = plt.subplots(
+            1, len(methods), figsize=(2.9 * len(methods) + 0.4, 3.0), squeeze=False
+        )
+        for ax, method in zip(axes[0], methods, strict=True):
+            runs = [m for m in maps[task][method] if m.shape == maps[task][method][0].shape]
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(np.stack(runs), axis=0)
+            image = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, interpolation="nearest")
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+            n = len(runs)
+            ax.set_title(f"{method} ({n} seed{'s' if n != 1 else ''})", color=a.colors[method])
+            ax.set_xticks([])
+            ax.set_yticks([])
+        figures.append((task, _png(fig)))
+    return figures
+
+
 # -- tables ----------------------------------------------------------------------------------
 def _aggregate_rows(
     a: _Analysis, agg: dict[str, dict[str, tuple[float, float, float]]], finished_only: bool
@@ -916,6 +951,23 @@ def write_report(
             body or _missing("No finished run has a visitation.npy (no grid-world tasks)."),
         )
     )
+
+    # 8. bonus maps
+    bonus_maps = _bonus_maps(a) if a.done else []
+    if bonus_maps:
+        sections.append(
+            _section(
+                "bonus-maps",
+                "Where each bonus pays",
+                "Grid worlds only: the mean raw intrinsic reward paid per cell reached, "
+                "averaged over seeds; each method on its own colour scale; light grey cells "
+                "were never reached.",
+                "".join(
+                    f"<h3>{html.escape(task)}</h3>{_img(uri, f'bonus per cell on {task}')}"
+                    for task, uri in bonus_maps
+                ),
+            )
+        )
 
     # failed runs and notes
     if a.failed:

@@ -37,6 +37,8 @@ class Task:
     score_high: float
     success_threshold: float = 0.9
     success_window: int = 100
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """arguments of the env (``explora train --env-args``), e.g. ``{"dict_obs": True}``"""
 
     def score(self, final_return: float | None) -> float | None:
         if final_return is None:
@@ -92,9 +94,12 @@ class RunSpec:
         return _hash(self._content())
 
     def _content(self) -> dict[str, Any]:
+        task = asdict(self.task)
+        if not task["env_kwargs"]:  # as before tasks had env arguments: stores keep their keys
+            del task["env_kwargs"]
         return {
             "method": asdict(self.method) | {"description": None},
-            "task": asdict(self.task),
+            "task": task,
             "seed": self.seed,
         }
 

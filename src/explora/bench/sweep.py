@@ -72,6 +72,8 @@ def train_command(run: RunSpec, run_dir: Path) -> list[str]:
         cmd += ["--algo-args", *(f"{k}={v}" for k, v in run.method.algo_args.items())]
     if run.method.bonus_args:
         cmd += ["--bonus-args", *(f"{k}={v}" for k, v in run.method.bonus_args.items())]
+    if run.task.env_kwargs:
+        cmd += ["--env-args", *(f"{k}={v}" for k, v in run.task.env_kwargs.items())]
     if (run_dir / "checkpoints" / "last.pt").exists():
         cmd.append("--resume")
     elif run_dir.exists():
@@ -252,6 +254,7 @@ def preflight(runs: list[RunSpec]) -> None:
     bonus set up on the task's observation space (e.g. exact counts on float observations)."""
     from explora.agents import algo_config
     from explora.bonuses import make_bonus
+    from explora.bonuses.obs_key import for_env
     from explora.envs import check_env_id, make
     from explora.presets import bonus_preset
 
@@ -264,9 +267,11 @@ def preflight(runs: list[RunSpec]) -> None:
             if method.bonus is not None:
                 args = {**bonus_preset(method.bonus, task.env_id), **method.bonus_args}
                 bonus = make_bonus(method.bonus, **args)
-                env = make(task.env_id, num_envs=1)
+                env = make(task.env_id, num_envs=1, **task.env_kwargs)
                 try:
-                    bonus.setup(env.single_observation_space, env.single_action_space, 1)
+                    probe = for_env(bonus, env.single_observation_space)
+                    assert probe is not None
+                    probe.setup(env.single_observation_space, env.single_action_space, 1)
                 finally:
                     env.close()
         except ValueError as err:

@@ -15,6 +15,7 @@ from typing import Any
 from explora.bonuses.base import Bonus, DiscountedReturnStd, RunningMeanStd, Transitions
 from explora.bonuses.count import Count
 from explora.bonuses.episodic import FirstVisit
+from explora.bonuses.obs_key import ObsKey
 from explora.bonuses.rnd import RND
 from explora.bonuses.simhash import SimHash
 from explora.bonuses.sketch import CountMinSketch
@@ -28,12 +29,15 @@ BONUSES: dict[str, tuple[type, str]] = {
 """Bonus name -> (class, one-line description)."""
 
 
-def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
+def make_bonus(
+    name: str, first_visit: bool = False, obs_key: str | None = None, **kwargs: Any
+) -> Bonus:
     """Build the bonus registered as ``name`` with keyword hyper-parameters ``kwargs``.
 
     ``first_visit=True`` wraps it in ``FirstVisit`` (paid only on the first visit of a view in
-    an episode). Raises ``ValueError`` naming the accepted choices for an unknown name or
-    keyword, and the accepted range for a value of the wrong type or out of range
+    an episode); ``obs_key`` in ``ObsKey`` (the part of a Dict observation it reads; the agents
+    give it the image by default). Raises ``ValueError`` naming the accepted choices for an
+    unknown name or keyword, and the accepted range for a value of the wrong type or out of range
     (``explora.validate``: the same limits by name as the agents' settings).
 
     Example:
@@ -49,7 +53,7 @@ def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
             for p in inspect.signature(cls).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         ]
-        + ["first_visit"]
+        + ["first_visit", "obs_key"]
     )
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
@@ -58,15 +62,22 @@ def make_bonus(name: str, first_visit: bool = False, **kwargs: Any) -> Bonus:
             f"{name!r}; accepted: {', '.join(accepted)}"
         )
     owner = f"{name} bonus argument"
-    check_settings(owner, {"first_visit": first_visit}, {"first_visit": bool})
+    check_settings(
+        owner,
+        {"first_visit": first_visit, "obs_key": obs_key},
+        {"first_visit": bool, "obs_key": str | None},
+    )
     bonus: Bonus = cls(**check_settings(owner, kwargs, hints_of(cls)))
-    return FirstVisit(bonus) if first_visit else bonus
+    bonus = FirstVisit(bonus) if first_visit else bonus
+    return ObsKey(bonus, obs_key) if obs_key is not None else bonus
 
 
 def bonus_hparams(bonus: object) -> dict[str, Any]:
     """The keyword hyper-parameters a bonus was built with, read back from its attributes."""
     if isinstance(bonus, FirstVisit):
         return {**bonus_hparams(bonus.inner), "first_visit": True}
+    if isinstance(bonus, ObsKey):
+        return {**bonus_hparams(bonus.inner), "obs_key": bonus.key}
     params = inspect.signature(type(bonus)).parameters.values()
     return {
         p.name: getattr(bonus, p.name)
@@ -82,6 +93,7 @@ __all__ = [
     "Count",
     "CountMinSketch",
     "FirstVisit",
+    "ObsKey",
     "DiscountedReturnStd",
     "RunningMeanStd",
     "SimHash",

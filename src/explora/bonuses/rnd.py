@@ -8,11 +8,25 @@ trained to match it on visited states, so its error is large on states seen rare
     x     = clip((flatten(s') - mu) / sigma, -5, 5)     mu, sigma: running per-feature stats
     r(s') = || f_hat(x) - f(x) ||^2                      summed over the feature dimension
 
-Observation statistics are updated in ``observe`` on every env step, including the random-policy
-warm-up the agent runs before training (``warmup_steps``), and are frozen in eval mode. The agent
-divides r by the running std of its discounted return (``DiscountedReturnStd``), so constant
-factors in r cancel: CleanRL sums the squared error and halves it, the official code averages it
-over features; we sum. The predictor's loss is the MSE averaged over features and samples.
+Order of the statistics, as in the paper's code and CleanRL (``ppo_rnd_envpool.py``: the
+rollout's curiosity rewards are computed inside the rollout with the old ``obs_rms``; then
+``obs_rms.update`` on the rollout; then the predictor trains on inputs whitened with the updated
+statistics): ``observe`` only notes each step; ``compute`` whitens with the statistics as they
+were before the steps observed since the last ``update``, i.e. before the rollout it scores; and
+``update`` folds those steps in first, then trains. The random-policy warm-up the agent runs
+before training (the first ``warmup_steps`` observed steps) is folded in as soon as its last
+step is observed, so the first rollout is scored with the warm-up's statistics. (CleanRL
+updates ``obs_rms`` with the rollout's ``obs``; we use its ``next_obs``, the states scored.)
+Statistics are frozen in eval mode. Until 2026-11-30 ``compute`` folded the rollout in before
+scoring it; ``tests/unit/test_bonuses.py`` pins the order against a hand computation.
+
+The agent divides r by the running std of its discounted return (``DiscountedReturnStd``), so
+constant factors in r cancel: CleanRL sums the squared error and halves it, the official code
+averages it over features; we sum. The predictor's loss is the MSE averaged over features and
+samples. On a low-dimensional input r collapses by orders of magnitude as the predictor learns
+(MountainCar-v0, 2-d: 6.5 -> 0.005 within 200k frames) while the paper's std, over the whole run,
+holds the early values, so the normalised bonus vanishes (~1e-4): such tasks need the
+normaliser's ``horizon`` (``DiscountedReturnStd``, measurements there).
 
 Defaults and where they come from:
     learning_rate = 1e-4 (paper, CleanRL); Adam eps = 1e-5 and max_grad_norm = 0.5 (CleanRL,
@@ -179,10 +193,12 @@ class RND(nn.Module):
         self.encoder = encoder
         self.episodic = False
         self._pending: list[Tensor] = []
+        self._observed = 0
         self.input_dim = 0
         self.target: nn.Module | None = None
         self.predictor: nn.Module | None = None
         self.obs_rms: RunningMeanStd | None = None
+        self.staged_rms: RunningMeanStd | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator()
 
@@ -236,7 +252,10 @@ class RND(nn.Module):
             )
         self.target.requires_grad_(False)
         self.obs_rms = RunningMeanStd(shape=(self.input_dim,))
+        # Moments of the steps observed since the last fold, not yet in obs_rms (no prior).
+        self.staged_rms = RunningMeanStd(shape=(self.input_dim,), epsilon=0.0)
         self._pending = []
+        self._observed = 0
         self.optimizer = torch.optim.Adam(
             self.predictor.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
@@ -258,32 +277,52 @@ class RND(nn.Module):
         return obs.reshape(rows, self.input_dim).to(device=device, dtype=torch.float32)
 
     def inputs(self, obs: Tensor) -> Tensor:
-        """Whitened, clipped network inputs: ``[T, N, *obs_shape]`` -> float32 ``[T * N, D]``."""
+        """Whitened, clipped network inputs: ``[T, N, *obs_shape]`` -> float32 ``[T * N, D]``,
+        with the statistics as they are (steps observed since the last ``flush`` are not in)."""
         _, _, obs_rms, _ = self._parts()
-        self.flush()
         return obs_rms.normalize(self._flat(obs), clip=self.obs_clip)
 
-    def flush(self) -> None:
-        """Fold the steps observed so far into the statistics, in one batch (per step costs
-        more); ``compute`` and ``update`` call it first."""
-        if self._pending:
-            _, _, obs_rms, _ = self._parts()
-            obs_rms.update(torch.cat(self._pending))
+    def _stage(self) -> None:
+        """Move the pending steps into ``staged_rms``, in one batch (per step costs more)."""
+        if self._pending and self.training:  # in eval mode nothing moves (nothing is pending)
+            assert self.staged_rms is not None
+            self.staged_rms.update(torch.cat(self._pending))
             self._pending = []
 
+    def flush(self) -> None:
+        """Fold every step observed so far into the observation statistics. ``update`` calls
+        it first, and ``observe`` at the end of the warm-up; ``compute`` does not."""
+        _, _, obs_rms, _ = self._parts()
+        staged = self.staged_rms
+        assert staged is not None
+        self._stage()
+        if self.training and float(staged.count) > 0:
+            obs_rms.update_from_moments(staged.mean, staged.var, float(staged.count))
+            staged.mean.zero_()
+            staged.var.fill_(1.0)
+            staged.count.zero_()
+
     def observe(self, step: Transitions) -> None:
-        """Add ``step.next_obs`` ``[1, N, *obs_shape]`` to the observation statistics (a no-op
-        in eval mode; folded in before the next ``compute`` or ``update``, at the latest every
-        128 steps)."""
+        """Note ``step.next_obs`` ``[1, N, *obs_shape]`` for the observation statistics (a no-op
+        in eval mode). The steps are folded in by the next ``update``, after the ``compute``
+        that scores them; the first ``warmup_steps`` steps (the agent's random warm-up) as soon
+        as the last of them is observed."""
         self._parts()
-        if self.training:
-            self._pending.append(self._flat(step.next_obs))
-            if len(self._pending) >= 128:
-                self.flush()
+        if not self.training:
+            return
+        self._pending.append(self._flat(step.next_obs))
+        self._observed += 1
+        if self._observed == self.warmup_steps:
+            self.flush()
+        elif len(self._pending) >= 128:
+            self._stage()
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
-        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``."""
+        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``.
+
+        The inputs are whitened with the statistics as they were before the steps observed
+        since the last ``update`` (the rollout being scored): the paper's order."""
         target, predictor, _, _ = self._parts()
         x = self.inputs(batch.next_obs)
         error = (predictor(x) - target(x)).square().sum(dim=-1)
@@ -296,6 +335,7 @@ class RND(nn.Module):
         without replacement and takes ``num_minibatches`` Adam steps on them.
         """
         target, predictor, _, optimizer = self._parts()
+        self.flush()  # the rollout's steps join the statistics before the predictor sees them
         with torch.no_grad():
             x = self.inputs(batch.next_obs)
             goals = target(x)  # fixed network, fixed inputs: one pass serves every epoch
@@ -316,14 +356,18 @@ class RND(nn.Module):
         return {"losses/rnd": float(torch.stack(losses).mean())}
 
     def get_extra_state(self) -> dict[str, Any]:
-        if self.obs_rms is not None:
-            self.flush()  # a checkpoint holds every observed step
+        # A checkpoint holds every observed step: the pending ones in staged_rms, still apart
+        # from obs_rms, so a resumed run scores its rollout as the uninterrupted run does.
+        self._stage()
         return {
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "generator": self.generator.get_state(),
+            "observed": self._observed,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        # Checkpoints from before the count existed were written after the warm-up.
+        self._observed = int(state.get("observed", self.warmup_steps))
         if state.get("generator") is not None:
             self.generator.set_state(state["generator"])
         if state.get("optimizer") is not None:

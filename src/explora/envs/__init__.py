@@ -17,6 +17,8 @@ import re
 from functools import cache
 from typing import Any
 
+import gymnasium
+
 from explora.envs.bandits import parse_bandit_id
 from explora.envs.base import EnvStep, VecEnv, measure_env_fps
 
@@ -249,6 +251,19 @@ def make(
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     chosen = check_env_id(env_id, backend)
     env_id = import_env_module(env_id)  # module:EnvId -> EnvId, its module imported
+    try:
+        env = _build(env_id, chosen, num_envs, seed, kwargs)
+    except TypeError as err:  # an argument the env's constructor does not take
+        raise ValueError(f"{env_id} does not take the arguments {sorted(kwargs)}: {err}") from err
+    # (gymnasium by its full name: the submodule explora.envs.gym shadows "gym" here)
+    if isinstance(env.single_observation_space, gymnasium.spaces.Dict):
+        from explora.envs.dict_obs import FlattenDict
+
+        return FlattenDict(env)
+    return env
+
+
+def _build(env_id: str, chosen: str, num_envs: int, seed: int, kwargs: dict[str, Any]) -> VecEnv:
     if chosen == "native" and env_id.startswith("Bandit-"):
         from explora.envs.bandits import BanditEnv
 
@@ -266,7 +281,7 @@ def make(
     if _is_grid_family(env_id):
         from explora.envs.minigrid import make_gymnasium_minigrid
 
-        return make_gymnasium_minigrid(env_id, num_envs, seed=seed)
+        return make_gymnasium_minigrid(env_id, num_envs, seed=seed, **kwargs)
     from explora.envs.gym import GymnasiumVecEnv
 
     return GymnasiumVecEnv(env_id, num_envs, seed=seed, **kwargs)

@@ -63,7 +63,15 @@ class GymnasiumVecEnv(VecEnv):
         seed = self._seed if seed is None and self._first_reset else seed
         self._first_reset = False
         obs, info = self._vec.reset(seed=seed)
-        return np.asarray(obs), self._arrays(info)
+        return self._obs(obs), self._arrays(info)
+
+    @staticmethod
+    def _obs(obs: Any) -> Any:
+        """A batch of observations as an array, or a dict of arrays for Dict spaces (which
+        ``make`` flattens with ``explora.envs.dict_obs.FlattenDict``)."""
+        if isinstance(obs, dict):
+            return {key: np.asarray(value) for key, value in obs.items()}
+        return np.asarray(obs)
 
     @staticmethod
     def _arrays(info: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -75,7 +83,7 @@ class GymnasiumVecEnv(VecEnv):
 
     def step(self, actions: np.ndarray) -> EnvStep:
         obs, reward, terminated, truncated, info = self._vec.step(actions)
-        obs = np.asarray(obs)
+        obs = self._obs(obs)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool) & ~terminated
         ended = terminated | truncated
@@ -83,9 +91,15 @@ class GymnasiumVecEnv(VecEnv):
         out_info = self._arrays(info)
         final_obs = obs
         if ended.any():
-            final_obs = obs.copy()
-            for i in np.flatnonzero(ended):
-                final_obs[i] = info["final_obs"][i]
+            if isinstance(obs, dict):
+                final_obs = {key: value.copy() for key, value in obs.items()}
+                for i in np.flatnonzero(ended):
+                    for key in final_obs:
+                        final_obs[key][i] = info["final_obs"][i][key]
+            else:
+                final_obs = obs.copy()
+                for i in np.flatnonzero(ended):
+                    final_obs[i] = info["final_obs"][i]
             # agent_pos in info is already the reset position; report where the episode ended.
             if "agent_pos" in out_info:
                 out_info["agent_pos"] = out_info["agent_pos"].copy()

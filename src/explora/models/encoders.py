@@ -144,10 +144,55 @@ class MLPEncoder(nn.Module):
         return self.net(x)
 
 
+class BoundsRescale(nn.Module):
+    """``inner`` applied to observations mapped from a Box's declared bounds to [-1, 1]."""
+
+    center: Tensor
+    half_range: Tensor
+
+    def __init__(self, inner: nn.Module, space: gym.Space) -> None:
+        super().__init__()
+        if not isinstance(space, gym.spaces.Box) or not space.is_bounded():
+            raise ValueError(f"obs_rescale needs a Box observation with finite bounds, got {space}")
+        self.inner = inner
+        self.out_dim = inner.out_dim
+        low = torch.as_tensor(space.low, dtype=torch.float32)
+        high = torch.as_tensor(space.high, dtype=torch.float32)
+        self.register_buffer("center", (low + high) / 2)
+        self.register_buffer("half_range", ((high - low) / 2).clamp_min(1e-8))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.inner((obs.float() - self.center) / self.half_range)
+
+
+class DictEncoder(nn.Module):
+    """An encoder per part of a flattened Dict observation (``explora.envs.dict_obs``), their
+    features concatenated: images get ``kind``'s image encoder, every other part the MLP (a
+    Discrete part one-hot first). ``[B, D]`` flat observations in, ``[B, sum of out_dims]``."""
+
+    def __init__(self, space: gym.Space, kind: str = "auto") -> None:
+        super().__init__()
+        layout = space.layout  # type: ignore[attr-defined]
+        self.layout = layout
+        self.parts = nn.ModuleDict()
+        for key, part in layout.parts.items():
+            is_image = isinstance(part.space, gym.spaces.Box) and len(part.shape) == 3
+            self.parts[key] = make_encoder(part.space, kind if is_image else "mlp")
+        self.out_dim = sum(int(e.out_dim) for e in self.parts.values())  # type: ignore[arg-type,misc]
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.cat(
+            [encoder(self.layout.view(obs, key)) for key, encoder in self.parts.items()], dim=-1
+        )
+
+
 def make_encoder(space: gym.Space, kind: str = "auto") -> nn.Module:
-    """An encoder for observations of ``space``; ``kind`` is one of ``ENCODERS``."""
+    """An encoder for observations of ``space``; ``kind`` is one of ``ENCODERS``. A flattened
+    Dict observation gets a ``DictEncoder`` (``kind`` then applies to its image parts)."""
     if kind not in ENCODERS:
         raise ValueError(f"unknown encoder {kind!r}; choose one of: {', '.join(ENCODERS)}")
+    if hasattr(space, "layout"):
+        return DictEncoder(space, kind)
     shape = tuple(space.shape or ())
     is_image = isinstance(space, gym.spaces.Box) and len(shape) == 3
     if kind == "auto":

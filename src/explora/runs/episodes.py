@@ -37,6 +37,9 @@ class EpisodeTracker:
     """first episode at which the average of bad episodes fell below ``solved_threshold``
     (bsuite's rule, as ``explora.envs.deepsea.bsuite_deep_sea_solved_at`` without its
     10,000-episode cap)"""
+    bonus_sum: np.ndarray | None = field(init=False, default=None)
+    """raw intrinsic reward summed per grid cell reached (``add_bonus``), for the bonus map"""
+    bonus_count: np.ndarray | None = field(init=False, default=None)
     _bad_count: int = field(init=False, default=0)
     _cursor: int = field(init=False, default=0)
 
@@ -45,6 +48,30 @@ class EpisodeTracker:
         self.lengths = np.zeros(self.num_envs, dtype=np.int64)
         if self.grid_shape is not None:
             self.visits = np.zeros(self.grid_shape, dtype=np.int64)
+
+    def add_bonus(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Fold raw bonus ``values`` ``[...]`` into the cells ``positions`` ``[..., 2]`` (row,
+        col) of the states they were paid for; cells outside the grid are skipped."""
+        if self.visits is None:
+            return
+        if self.bonus_sum is None or self.bonus_count is None:
+            self.bonus_sum = np.zeros(self.visits.shape, dtype=np.float64)
+            self.bonus_count = np.zeros(self.visits.shape, dtype=np.int64)
+        pos = positions.reshape(-1, 2)
+        vals = values.reshape(-1).astype(np.float64)
+        rows, cols = pos[:, 0], pos[:, 1]
+        inside = (rows >= 0) & (rows < self.visits.shape[0]) & (cols >= 0)
+        inside &= cols < self.visits.shape[1]
+        np.add.at(self.bonus_sum, (rows[inside], cols[inside]), vals[inside])
+        np.add.at(self.bonus_count, (rows[inside], cols[inside]), 1)
+
+    @property
+    def bonus_map(self) -> np.ndarray | None:
+        """Mean raw bonus per grid cell (NaN where none was paid), or None without one."""
+        if self.bonus_sum is None or self.bonus_count is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.bonus_count > 0, self.bonus_sum / self.bonus_count, np.nan)
 
     def record_positions(self, info: dict[str, np.ndarray]) -> None:
         if self.visits is None or "agent_pos" not in info:
@@ -126,6 +153,7 @@ class EpisodeTracker:
             "final_episodes": window["episodes"],
             "unique_states": unique if unique is not None else getattr(bonus, "num_unique", None),
             "visits": self.visits,
+            "bonus_map": self.bonus_map,
             "episodes": self.finished,
             "bad_episodes": self.bad_episodes or None,
         }
@@ -147,6 +175,8 @@ class EpisodeTracker:
             "finished": list(self.finished),
             "cursor": self._cursor,
             "visits": None if self.visits is None else self.visits.copy(),
+            "bonus_sum": None if self.bonus_sum is None else self.bonus_sum.copy(),
+            "bonus_count": None if self.bonus_count is None else self.bonus_count.copy(),
             "bad_episodes": list(self.bad_episodes),
             "deep_sea_solved_at": self.deep_sea_solved_at,
         }
@@ -162,3 +192,6 @@ class EpisodeTracker:
         self.deep_sea_solved_at = state.get("deep_sea_solved_at")
         if state["visits"] is not None:
             self.visits = np.asarray(state["visits"]).copy()
+        if state.get("bonus_sum") is not None:
+            self.bonus_sum = np.asarray(state["bonus_sum"], dtype=np.float64).copy()
+            self.bonus_count = np.asarray(state["bonus_count"], dtype=np.int64).copy()

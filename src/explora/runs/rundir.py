@@ -9,6 +9,7 @@ Layout::
     RUN/summary.json         the run's figures (frames, fps, env_fps, final_return, ...)
     RUN/learning_curve.png   episodic return and success rate against frames
     RUN/visitation.npy       agent-position counts, for grid worlds
+    RUN/bonus_map.npy        mean raw intrinsic reward per grid cell (runs with a bonus)
     RUN/episodes.csv         every finished episode: frames at its end, return, length, success
 """
 
@@ -408,11 +409,21 @@ class RunDir:
         summary: dict[str, Any],
         visits: np.ndarray | None = None,
         episodes: list[tuple[int, float, int, float]] | None = None,
+        bonus_map: np.ndarray | None = None,
     ) -> Path:
-        """Write ``summary.json``, the learning curve, visitation counts and episode list."""
+        """Write ``summary.json``, the learning curve, visitation counts, the mean raw bonus
+        per grid cell (``bonus_map.npy``, NaN where none was paid) and the episode list."""
         self.close()
         if visits is not None:
             np.save(self.path / "visitation.npy", visits)
+        if bonus_map is not None:
+            np.save(self.path / "bonus_map.npy", bonus_map)
+            plot_grid_map(
+                bonus_map,
+                self.path / "bonus_map.png",
+                title=f"mean raw bonus per cell: {summary.get('bonus')} on {summary.get('env')}",
+                label="mean raw bonus",
+            )
         if episodes is not None:
             with (self.path / EPISODES).open("w", newline="") as f:
                 writer = csv.writer(f)
@@ -491,6 +502,26 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     idx = np.arange(1, len(values) + 1)
     lo = np.maximum(idx - window, 0)
     return (sums[idx] - sums[lo]) / (idx - lo)
+
+
+def plot_grid_map(values: np.ndarray, out_png: Path, title: str = "", label: str = "") -> None:
+    """A heatmap of one value per grid cell (rows down, columns across); NaN cells (never
+    reached) light grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    cmap = plt.get_cmap("magma").with_extremes(bad="#f0f0f0")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(label)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
 
 
 def plot_learning_curve(

@@ -1,0 +1,93 @@
+"""``ObsKey``: a bonus that reads one part of a Dict observation.
+
+explora flattens Dict observations into one array with a layout (``explora.envs.dict_obs``);
+``ObsKey(bonus, key)`` hands the inner bonus the part ``key`` alone, in its own shape and dtype,
+and sets it up on that part's space, so any bonus takes any Dict-observation env without
+knowing about dicts. The agents wrap a bonus in it themselves on such envs (``for_env``), with
+the image by default; ``--bonus-args obs_key=mission`` (or ``ObsKey(RND(), "mission")``) picks
+another part.
+
+Example:
+    >>> from explora.bonuses import RND
+    >>> bonus = ObsKey(RND(), "image")
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from torch import Tensor
+
+from explora.bonuses.base import Bonus, Transitions
+
+
+class ObsKey:
+    """``inner`` seeing only the part ``key`` (None: the layout's default, the image) of a
+    flattened Dict observation's ``obs`` and ``next_obs``."""
+
+    def __init__(self, inner: Bonus, key: str | None = None) -> None:
+        self.inner = inner
+        self.key = key
+        self.episodic = inner.episodic
+        self.warmup_steps = inner.warmup_steps
+        self._layout: Any = None
+
+    def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
+        layout = getattr(observation_space, "layout", None)
+        if layout is None:
+            raise ValueError(
+                f"obs_key={self.key!r} needs a Dict observation space, got {observation_space}"
+            )
+        self._layout = layout
+        self.key = self.key or layout.default_key()
+        self.inner.setup(layout.part(self.key).space, action_space, num_envs)
+
+    def _view(self, batch: Transitions) -> Transitions:
+        layout, key = self._layout, self.key
+        return replace(
+            batch, obs=layout.view(batch.obs, key), next_obs=layout.view(batch.next_obs, key)
+        )
+
+    def observe(self, step: Transitions) -> None:
+        self.inner.observe(self._view(step))
+
+    def compute(self, batch: Transitions) -> Tensor:
+        return self.inner.compute(self._view(batch))
+
+    def update(self, batch: Transitions) -> dict[str, float]:
+        return self.inner.update(self._view(batch))
+
+    def start_new_episodes(self, envs: np.ndarray) -> None:
+        hook = getattr(self.inner, "start_new_episodes", None)
+        if hook is not None:
+            hook(envs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "key": self.key}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+
+    def train(self, mode: bool = True) -> ObsKey:
+        if hasattr(self.inner, "train"):
+            self.inner.train(mode)
+        return self
+
+    def eval(self) -> ObsKey:
+        return self.train(False)
+
+    def __getattr__(self, name: str) -> Any:  # num_unique, count_key, ... of the inner bonus
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def for_env(bonus: Bonus | None, observation_space: gym.Space) -> Bonus | None:
+    """``bonus`` as an agent should drive it on ``observation_space``: wrapped in ``ObsKey``
+    (the default part) when the space is a flattened Dict and the bonus does not pick one."""
+    if bonus is None or isinstance(bonus, ObsKey) or not hasattr(observation_space, "layout"):
+        return bonus
+    return ObsKey(bonus)
