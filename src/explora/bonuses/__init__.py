@@ -12,19 +12,47 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from explora.bonuses.aehash import AEHash
 from explora.bonuses.base import Bonus, DiscountedReturnStd, RunningMeanStd, Transitions
 from explora.bonuses.count import Count
+from explora.bonuses.disagreement import Disagreement
+from explora.bonuses.dora import DORA
+from explora.bonuses.dynamics import Dynamics
+from explora.bonuses.e3b import E3B
+from explora.bonuses.ec import EC
 from explora.bonuses.episodic import FirstVisit
+from explora.bonuses.icm import ICM
+from explora.bonuses.ngu import NGU
+from explora.bonuses.noveld import NovelD
 from explora.bonuses.obs_key import ObsKey
+from explora.bonuses.pseudocount import PseudoCount
+from explora.bonuses.re3 import RE3
+from explora.bonuses.ride import RIDE
 from explora.bonuses.rnd import RND
 from explora.bonuses.simhash import SimHash
 from explora.bonuses.sketch import CountMinSketch
+from explora.bonuses.vime import VIME
+from explora.bonuses.vqcount import VQCount
 from explora.validate import check_settings, hints_of
 
 BONUSES: dict[str, tuple[type, str]] = {
     "count": (Count, "exact visit counts of discrete observations, r = beta / sqrt(N(s'))"),
+    "icm": (ICM, "curiosity module, r = eta/2 ||f(phi(s), a) - phi(s')||^2, phi by inverse model"),
+    "dynamics": (Dynamics, "forward-model error in raw, random or inverse-dynamics features"),
+    "disagreement": (Disagreement, "variance of 5 forward models' predictions of random phi(s')"),
+    "e3b": (E3B, "elliptical episodic bonus, r = phi(s')^T C^-1 phi(s'), C = episode covariance"),
+    "noveld": (NovelD, "r = max(rnd(s') - 0.5 rnd(s), 0) on the episode's first visit of s'"),
+    "ride": (RIDE, "r = ||phi(s') - phi(s)|| / sqrt(N_episode(s')), phi from inverse+forward"),
+    "ec": (EC, "episodic curiosity, r = beta - percentile_90 reachability(s', episodic memory)"),
+    "ngu": (NGU, "never give up, r = episodic kNN pseudo-count of phi(s') x clip(RND alpha, 1, 5)"),
     "rnd": (RND, "random network distillation, r = ||predictor(s') - random_target(s')||^2"),
+    "pseudocount": (PseudoCount, "PixelCNN pseudo-count, r = 1/sqrt(N_hat), N_hat from the gain"),
     "simhash": (SimHash, "counts of SimHash codes in a count-min sketch, r = beta / sqrt(n)"),
+    "aehash": (AEHash, "counts of an autoencoder's binary code round(b(s')), r = beta / sqrt(n)"),
+    "vime": (VIME, "information gain of a Bayesian dynamics model, KL(q_after || q_before)"),
+    "dora": (DORA, "E-values of a reward-free MDP as counters, r = 1 / sqrt(-ln E(s, a))"),
+    "re3": (RE3, "k-NN state entropy in a random encoder, r = log(1 + ||y - y_kNN||)"),
+    "vqcount": (VQCount, "counts of VQ-VAE code tuples of s', r = beta / sqrt(N(cell(s')))"),
 }
 """Bonus name -> (class, one-line description)."""
 
@@ -87,13 +115,27 @@ def bonus_hparams(bonus: object) -> dict[str, Any]:
 
 
 __all__ = [
+    "AEHash",
     "BONUSES",
+    "DORA",
+    "RE3",
+    "VIME",
+    "VQCount",
+    "Disagreement",
+    "Dynamics",
+    "ICM",
     "RND",
     "Bonus",
     "Count",
     "CountMinSketch",
+    "E3B",
+    "NovelD",
+    "RIDE",
+    "EC",
     "FirstVisit",
     "ObsKey",
+    "NGU",
+    "PseudoCount",
     "DiscountedReturnStd",
     "RunningMeanStd",
     "SimHash",
