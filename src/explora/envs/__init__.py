@@ -21,6 +21,7 @@ import gymnasium
 
 from explora.envs.bandits import parse_bandit_id
 from explora.envs.base import EnvStep, VecEnv, measure_env_fps
+from explora.envs.noisy_tv import NOISY_TV_IDS, NoisyTV, noisy_tv_base, noisy_tv_base_kwargs
 
 __all__ = [
     "ENV_FAMILIES",
@@ -37,6 +38,8 @@ ENV_FAMILIES: dict[str, str] = {
     "MiniGrid-*": "MiniGrid grid worlds; EnvPool's C++ backend by default, backend='gymnasium' "
     "for the Python one; obs = 7x7x3 egocentric image",
     "BabyAI-*": "BabyAI language-grid tasks, same backends and observation as MiniGrid",
+    "<base>-NoisyTV-v0": "a MiniGrid task whose drop action shows fresh noise in a corner of "
+    "the view (explora.envs.noisy_tv); info['on_tv']; " + ", ".join(NOISY_TV_IDS),
     "DeepSea-<N>": "bsuite's DeepSea, native numpy-vectorised, any N up to 8192; obs one-hot "
     "(N x N) or coords",
     "Bandit-Bernoulli-<K>": "K-armed Bernoulli bandit, native numpy-vectorised, any K >= 2; arm "
@@ -190,6 +193,9 @@ def check_env_id(env_id: str, backend: str | None = None) -> str:
                 )
                 raise ValueError(f"module {module!r} did not register an env {name!r}; {listed}")
         return check_env_id(name, backend)
+    tv_base = noisy_tv_base(env_id)  # an unknown NoisyTV id raises ValueError naming them
+    if tv_base is not None:
+        return check_env_id(tv_base, backend)
     if parse_bandit_id(env_id) is not None:  # a malformed Bandit-* id raises ValueError
         return "native"
     if deepsea_size(env_id) is not None:
@@ -264,6 +270,15 @@ def make(
 
 
 def _build(env_id: str, chosen: str, num_envs: int, seed: int, kwargs: dict[str, Any]) -> VecEnv:
+    tv_base = noisy_tv_base(env_id)
+    if tv_base is not None:
+        base_kwargs = {**noisy_tv_base_kwargs(env_id, chosen), **kwargs}
+        inner = _build(tv_base, chosen, num_envs, seed, base_kwargs)
+        try:
+            return NoisyTV(inner, seed=seed, env_id=env_id)
+        except ValueError:
+            inner.close()
+            raise
     if chosen == "native" and env_id.startswith("Bandit-"):
         from explora.envs.bandits import BanditEnv
 

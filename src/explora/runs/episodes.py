@@ -40,6 +40,9 @@ class EpisodeTracker:
     bonus_sum: np.ndarray | None = field(init=False, default=None)
     """raw intrinsic reward summed per grid cell reached (``add_bonus``), for the bonus map"""
     bonus_count: np.ndarray | None = field(init=False, default=None)
+    tv_counts: np.ndarray | None = field(init=False, default=None)
+    """NoisyTV envs (``info["on_tv"]``): [steps on the TV, steps] over the run, and the same at
+    the last ``drain_charts``, for ``charts/tv_fraction`` and the summary's ``tv_fraction``"""
     _bad_count: int = field(init=False, default=0)
     _cursor: int = field(init=False, default=0)
 
@@ -87,6 +90,10 @@ class EpisodeTracker:
         self.returns += step.reward
         self.lengths += 1
         self.record_positions(step.info)
+        if "on_tv" in step.info:
+            if self.tv_counts is None:
+                self.tv_counts = np.zeros(4, dtype=np.int64)
+            self.tv_counts[:2] += (int(step.info["on_tv"].sum()), len(step.info["on_tv"]))
         ended = step.terminated | step.truncated
         if not ended.any():
             return
@@ -121,8 +128,17 @@ class EpisodeTracker:
         }
 
     def drain_charts(self) -> dict[str, float]:
-        """``drain`` under the metric names every agent logs (``charts/...``)."""
-        return {f"charts/{key}": value for key, value in self.drain().items()}
+        """``drain`` under the metric names every agent logs (``charts/...``); on a NoisyTV env
+        also the fraction of steps on the TV since the last call (``charts/tv_fraction``) and
+        over the run (``charts/tv_fraction_total``, the summary's ``tv_fraction``)."""
+        charts = {f"charts/{key}": value for key, value in self.drain().items()}
+        if self.tv_counts is not None:
+            tv, steps, tv_before, steps_before = self.tv_counts.tolist()
+            window = steps - steps_before
+            charts["charts/tv_fraction"] = (tv - tv_before) / window if window else math.nan
+            charts["charts/tv_fraction_total"] = tv / max(steps, 1)
+            self.tv_counts[2:] = self.tv_counts[:2]
+        return charts
 
     def window(self, from_frame: int) -> dict[str, Any]:
         """Mean return and success of episodes that ended at or after ``from_frame``."""
@@ -156,6 +172,9 @@ class EpisodeTracker:
             "bonus_map": self.bonus_map,
             "episodes": self.finished,
             "bad_episodes": self.bad_episodes or None,
+            "tv_fraction": None
+            if self.tv_counts is None
+            else float(self.tv_counts[0] / max(self.tv_counts[1], 1)),
         }
 
     @property
@@ -179,6 +198,7 @@ class EpisodeTracker:
             "bonus_count": None if self.bonus_count is None else self.bonus_count.copy(),
             "bad_episodes": list(self.bad_episodes),
             "deep_sea_solved_at": self.deep_sea_solved_at,
+            "tv_counts": None if self.tv_counts is None else self.tv_counts.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,6 +212,8 @@ class EpisodeTracker:
         self.deep_sea_solved_at = state.get("deep_sea_solved_at")
         if state["visits"] is not None:
             self.visits = np.asarray(state["visits"]).copy()
+        if state.get("tv_counts") is not None:
+            self.tv_counts = np.array(state["tv_counts"], dtype=np.int64)
         if state.get("bonus_sum") is not None:
             self.bonus_sum = np.asarray(state["bonus_sum"], dtype=np.float64).copy()
             self.bonus_count = np.asarray(state["bonus_count"], dtype=np.int64).copy()

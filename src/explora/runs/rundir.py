@@ -272,6 +272,7 @@ class RunDir:
         self._checkpoint_seconds = 60.0 * checkpoint_minutes
         self._purge_step: int | None = None
         self._last_checkpoint = time.monotonic()
+        self._tv_fraction: float | None = None  # charts/tv_fraction_total last logged
 
     def _check_resumable(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The checkpoint to resume from (None: no checkpoint yet, start afresh), after
@@ -300,6 +301,8 @@ class RunDir:
     def log(self, frames: int, metrics: dict[str, float]) -> None:
         """Append one row to ``metrics.csv`` and write the scalars to TensorBoard."""
         row = {"frames": frames, **metrics}
+        if "charts/tv_fraction_total" in metrics:  # a NoisyTV env: the summary's tv_fraction
+            self._tv_fraction = metrics["charts/tv_fraction_total"]
         if self._csv is None:
             file = self.path / METRICS
             existing = file.exists() and file.stat().st_size > 0 and self.resume
@@ -429,6 +432,8 @@ class RunDir:
                 writer = csv.writer(f)
                 writer.writerow(["frames", "return", "length", "success"])
                 writer.writerows(episodes)
+        if self._tv_fraction is not None:
+            summary["tv_fraction"] = self._tv_fraction  # in place: the caller returns it too
         (self.path / SUMMARY).write_text(json.dumps(_jsonable(summary), indent=2))
         plot_learning_curve(
             self.path / METRICS,
