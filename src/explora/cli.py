@@ -68,7 +68,8 @@ def train(
 
     Args:
         env: environment id: MiniGrid-*/BabyAI-* (EnvPool), DeepSea-<N>, or any Gymnasium id.
-        bonus: intrinsic reward (see `explora list`); none by default.
+        bonus: intrinsic reward (see `explora list`); none by default. A weighted sum with
+            '+': rnd+count, 0.5*rnd+count (its --bonus-args prefixed: rnd.learning_rate=1e-3).
         algo: agent (see `explora list`).
         frames: environment frames to train for (default: the algo's preset for the env).
         seed: seed of the env copies, network init and sampling.
@@ -420,7 +421,11 @@ def list_choices() -> None:
             print(f"  {key.ljust(width)}  {text}")
 
     section("algos:", {k: v.description for k, v in ALGOS.items()})
-    section("bonuses:", {k: v[1] for k, v in sorted(BONUSES.items())})
+    combination = "a sum of bonuses, each divided by its running RMS: rnd+count, 0.5*rnd+2*count"
+    section(
+        "bonuses:",
+        {**{k: v[1] for k, v in sorted(BONUSES.items())}, "<a>+<b>": combination},
+    )
     section("envs:", ENV_FAMILIES)
     section(
         "suites:",

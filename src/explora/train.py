@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from explora.agents import ALGOS, algo_config
-from explora.bonuses import BONUSES, Bonus, FirstVisit, ObsKey, bonus_hparams, make_bonus
+from explora.bonuses import (
+    BONUSES,
+    Bonus,
+    FirstVisit,
+    ObsKey,
+    Sum,
+    bonus_hparams,
+    combination_terms,
+    make_bonus,
+)
 from explora.bonuses.obs_key import for_env
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
@@ -33,6 +42,8 @@ def _bonus_name(bonus: str | Bonus | None) -> str | None:
         return bonus
     if isinstance(bonus, FirstVisit | ObsKey):
         return _bonus_name(bonus.inner)
+    if isinstance(bonus, Sum):
+        return bonus.name
     for name, (cls, _) in BONUSES.items():
         if type(bonus) is cls:
             return name
@@ -52,6 +63,15 @@ def _bonus_input(bonus: Any) -> dict[str, Any]:
             out["count_key"] = key
         bonus = vars(bonus).get("inner")
     return out
+
+
+def _preset(bonus: str, env: str) -> dict[str, Any]:
+    """The env family's preset of a bonus given by name; of a combination (``rnd+count``),
+    each term's own preset under its prefix (``rnd.first_visit``), as ``make_bonus`` reads it."""
+    terms = combination_terms(bonus)
+    if terms is None:
+        return bonus_preset(bonus, env)
+    return {f"{t}.{k}": v for t in terms for k, v in bonus_preset(t, env).items()}
 
 
 def _is_bonus(obj: object) -> bool:
@@ -114,7 +134,7 @@ def train(
     chosen_backend = check_env_id(env, backend)
     ALGOS[algo].check(algo, env, bonus)
     if isinstance(bonus, str):
-        bonus = make_bonus(bonus, **{**bonus_preset(bonus, env), **(bonus_args or {})})
+        bonus = make_bonus(bonus, **{**_preset(bonus, env), **(bonus_args or {})})
     elif bonus_args:
         raise ValueError("bonus_args apply to a bonus given by name, not to a Bonus object")
     name = _bonus_name(bonus)
@@ -127,7 +147,7 @@ def train(
     config = algo_config(algo, env, overrides)
     config.check()
     if out is None:
-        out = Path("runs") / f"{env}-{algo}-{name or 'none'}-s{seed}"
+        out = Path("runs") / f"{env}-{algo}-{(name or 'none').replace('*', 'x')}-s{seed}"
     check_out_dir(out, overwrite, resume)
 
     env_kwargs = dict(env_kwargs or {})

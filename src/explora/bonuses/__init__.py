@@ -14,6 +14,7 @@ from typing import Any
 
 from explora.bonuses.aehash import AEHash
 from explora.bonuses.base import Bonus, DiscountedReturnStd, RunningMeanStd, Transitions
+from explora.bonuses.combine import NORMALIZE_CHOICES, Sum
 from explora.bonuses.count import Count
 from explora.bonuses.disagreement import Disagreement
 from explora.bonuses.dora import DORA
@@ -62,6 +63,12 @@ def make_bonus(
 ) -> Bonus:
     """Build the bonus registered as ``name`` with keyword hyper-parameters ``kwargs``.
 
+    A ``name`` with ``+`` builds a weighted ``Sum`` (``combine.py``): terms are registered
+    names, each optionally with a weight ``w*name`` (or ``name*w``), e.g. ``rnd+count`` or
+    ``0.5*rnd+2*count``; each name at most once. Its ``kwargs`` are prefixed by the term they
+    belong to, ``rnd.learning_rate=1e-3`` (``rnd.first_visit=True`` wraps that term alone);
+    unprefixed, only the whole sum's ``normalize``, ``first_visit`` and ``obs_key``.
+
     ``first_visit=True`` wraps it in ``FirstVisit`` (paid only on the first visit of a view in
     an episode); ``obs_key`` in ``ObsKey`` (the part of a Dict observation it reads; the agents
     give it the image by default). Raises ``ValueError`` naming the accepted choices for an
@@ -72,17 +79,12 @@ def make_bonus(
         >>> make_bonus("count", beta=0.5).beta
         0.5
     """
+    if isinstance(name, str) and ("+" in name or "*" in name):
+        return _make_sum(name, first_visit, obs_key, kwargs)
     if not isinstance(name, str) or name not in BONUSES:
         raise ValueError(f"unknown bonus {name!r}; choose one of: {', '.join(sorted(BONUSES))}")
     cls = BONUSES[name][0]
-    accepted = sorted(
-        [
-            p.name
-            for p in inspect.signature(cls).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        + ["first_visit", "obs_key"]
-    )
+    accepted = _accepted_args(cls)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(
@@ -100,8 +102,122 @@ def make_bonus(
     return ObsKey(bonus, obs_key) if obs_key is not None else bonus
 
 
+def _accepted_args(cls: type) -> list[str]:
+    keyword_only = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    return sorted([*keyword_only, "first_visit", "obs_key"])
+
+
+def combination_terms(name: str) -> dict[str, float] | None:
+    """Term name -> weight of a combination ``name`` (``0.5*rnd+count``), None for a plain
+    name. Raises ``ValueError`` on an unknown term, a repeated one or a bad weight.
+
+    Example:
+        >>> combination_terms("0.5*rnd+count")
+        {'rnd': 0.5, 'count': 1.0}
+    """
+    if not isinstance(name, str) or not ("+" in name or "*" in name):
+        return None
+    terms: dict[str, float] = {}
+    for piece in name.split("+"):
+        parts = [p.strip() for p in piece.split("*")]
+        names = [p for p in parts if p in BONUSES]
+        numbers = [p for p in parts if p not in BONUSES]
+        if len(parts) > 2 or len(names) != 1:
+            bad = next((p for p in parts if p not in BONUSES and not _is_number(p)), piece)
+            raise ValueError(
+                f"bonus {name!r}: {bad.strip()!r} is not a bonus name; a combination is "
+                f"terms joined by '+', each a name or weight*name (e.g. 0.5*rnd+count), names "
+                f"from: {', '.join(sorted(BONUSES))}"
+            )
+        weight = 1.0
+        if numbers:
+            if not _is_number(numbers[0]) or not 0 <= float(numbers[0]) < float("inf"):
+                raise ValueError(
+                    f"bonus {name!r}: the weight of {names[0]} must be a finite number >= 0, "
+                    f"got {numbers[0]!r}"
+                )
+            weight = float(numbers[0])
+        if names[0] in terms:
+            raise ValueError(
+                f"bonus {name!r} names {names[0]} twice; give one term a weight instead"
+            )
+        terms[names[0]] = weight
+    return terms
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _make_sum(name: str, first_visit: bool, obs_key: str | None, kwargs: dict[str, Any]) -> Bonus:
+    """``make_bonus`` for a combination (see there)."""
+    terms = combination_terms(name)
+    assert terms is not None
+    whole = {k: kwargs.pop(k) for k in list(kwargs) if k == "normalize"}
+    per_term: dict[str, dict[str, Any]] = {t: {} for t in terms}
+    for key, value in kwargs.items():
+        term, dot, arg = key.partition(".")
+        if not dot:
+            owners = [t for t in terms if key in _accepted_args(BONUSES[t][0])]
+            hint = (
+                f"write {' or '.join(f'{t}.{key}' for t in owners)}"
+                if owners
+                else f"none of its terms ({', '.join(terms)}) takes {key}"
+            )
+            raise ValueError(
+                f"unknown argument {key} for bonus {name!r}: a combination takes each term's "
+                f"arguments prefixed by the term's name ({hint}), and unprefixed only the "
+                "whole sum's first_visit, normalize, obs_key"
+            )
+        if term not in terms:
+            raise ValueError(
+                f"unknown argument {key} for bonus {name!r}: {term!r} is not one of its terms "
+                f"({', '.join(terms)})"
+            )
+        if arg == "obs_key":
+            raise ValueError(
+                f"{key}: obs_key applies to the whole combination {name!r} (obs_key=...), "
+                "not to one term"
+            )
+        accepted = _accepted_args(BONUSES[term][0])
+        if arg not in accepted:
+            raise ValueError(
+                f"unknown argument {key} for bonus {name!r}; accepted for {term}: "
+                f"{', '.join(f'{term}.{a}' for a in accepted if a != 'obs_key')}"
+            )
+        per_term[term][arg] = value
+    if "normalize" in whole and whole["normalize"] not in NORMALIZE_CHOICES:
+        raise ValueError(
+            f"{name} bonus argument normalize must be one of: {', '.join(NORMALIZE_CHOICES)}; "
+            f"got {whole['normalize']!r}"
+        )
+    check_settings(
+        f"{name} bonus argument",
+        {"first_visit": first_visit, "obs_key": obs_key},
+        {"first_visit": bool, "obs_key": str | None},
+    )
+    built = {t: make_bonus(t, **per_term[t]) for t in terms}
+    bonus: Bonus = Sum(built, weights=terms, **whole)
+    bonus = FirstVisit(bonus) if first_visit else bonus
+    return ObsKey(bonus, obs_key) if obs_key is not None else bonus
+
+
 def bonus_hparams(bonus: object) -> dict[str, Any]:
     """The keyword hyper-parameters a bonus was built with, read back from its attributes."""
+    if isinstance(bonus, Sum):
+        return {
+            "terms": {name: bonus_hparams(term) for name, term in bonus.terms.items()},
+            "weights": dict(bonus.weights),
+            "normalize": bonus.normalize,
+        }
     if isinstance(bonus, FirstVisit):
         return {**bonus_hparams(bonus.inner), "first_visit": True}
     if isinstance(bonus, ObsKey):
@@ -139,7 +255,9 @@ __all__ = [
     "DiscountedReturnStd",
     "RunningMeanStd",
     "SimHash",
+    "Sum",
     "Transitions",
     "bonus_hparams",
+    "combination_terms",
     "make_bonus",
 ]
