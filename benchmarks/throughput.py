@@ -3,6 +3,11 @@
     python benchmarks/throughput.py            # the README's table (a few minutes on 2 cores)
     python benchmarks/throughput.py --frames 100000 --cases DeepSea-20:rnd
     python benchmarks/throughput.py --frames 5000 --cases DeepSea-50:none:bootdqn
+    python benchmarks/throughput.py --catalogue --frames 100000   # every bonus on DoorKey-8x8
+
+With ``--catalogue`` the cases are plain PPO and PPO with every registered bonus (its MiniGrid
+preset, as ``explora train --bonus NAME`` runs it) on DoorKey-8x8, and the table adds each
+one's frames/s relative to plain PPO's in the same run.
 
 Each case is one ``explora.train`` run; ``env_fps`` is measured by that run on its own envs
 (random actions) just before training, so the ratio fps/env_fps holds on a noisy machine.
@@ -19,6 +24,7 @@ from pathlib import Path
 import torch
 
 import explora
+from explora.bonuses import BONUSES
 
 DEFAULT_CASES = [
     "MiniGrid-DoorKey-8x8-v0:none",
@@ -35,7 +41,12 @@ def main() -> None:
         "--cases", nargs="+", default=DEFAULT_CASES, help="ENV:BONUS[:ALGO] (algo: ppo)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--catalogue", action="store_true", help="plain PPO and every bonus on DoorKey-8x8"
+    )
     args = parser.parse_args()
+    if args.catalogue:
+        args.cases = [f"MiniGrid-DoorKey-8x8-v0:{name}" for name in ["none", *BONUSES]]
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +66,7 @@ def main() -> None:
             algo, bonus = algo or "ppo", bonus or "none"
             rows.append((env_id, bonus, algo, summary))
             print(
-                f"{env_id:28s} {bonus:6s} {algo:8s} fps {summary['fps']:>9,.0f}   "
+                f"{env_id:28s} {bonus:12s} {algo:8s} fps {summary['fps']:>9,.0f}   "
                 f"env_fps {summary['env_fps']:>11,.0f}",
                 flush=True,
             )
@@ -66,12 +77,18 @@ def main() -> None:
         f"threads, torch {torch.__version__}, {args.frames:,} frames per case"
     )
     print()
-    print("| env | algo | bonus | num_envs | training frames/s | env frames/s (same run) | ratio |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    plain = {(e, a): s["fps"] for e, b, a, s in rows if b == "none"}
+    print(
+        "| env | algo | bonus | num_envs | training frames/s | env frames/s (same run) | ratio "
+        "| vs plain |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for env_id, bonus, algo, s in rows:
+        base = plain.get((env_id, algo))
+        versus = f"{s['fps'] / base:.2f}" if base else "—"
         print(
             f"| {env_id} | {algo} | {bonus} | {s['num_envs']} | {s['fps']:,.0f} | "
-            f"{s['env_fps']:,.0f} | {s['fps'] / s['env_fps']:.3f} |"
+            f"{s['env_fps']:,.0f} | {s['fps'] / s['env_fps']:.3f} | {versus} |"
         )
 
 

@@ -16,11 +16,12 @@ with same-step autoreset). With gymnasium's default next-step autoreset, the ste
 resets an env is not a transition: leave it out (``valid``). ``update`` trains the bonus's own
 models on every step seen since the previous ``update``.
 
-The bonus is computed one step at a time, so a lifelong bonus (RND) sees each step with its
-statistics as they are at that step; explora's own PPO computes a whole rollout at once after
-it ends, which lets RND's observation statistics lag by one rollout (the RND paper's order).
-For a bonus with a random-policy warm-up (``warmup_steps``), call ``warmup(obs, actions,
-next_obs, terminated, truncated)`` on random-policy steps before training, or skip it.
+The bonus is computed one step at a time, in the same order as explora's PPO, which
+computes a whole rollout at once after it ends: RND scores every step of a rollout with the
+observation statistics from before the rollout and folds the rollout in at ``update`` (the RND
+paper's order). For a bonus with a random-policy warm-up (``warmup_steps``), call
+``warmup(obs, actions, next_obs, terminated, truncated)`` on random-policy steps before
+training, or skip it.
 
 Example:
     >>> import gymnasium as gym, numpy as np

@@ -144,6 +144,10 @@ LIMITS: dict[str, Limit] = {
     # The count-min sketch's row moduli: a row of one bucket counts everything together.
     "moduli": Limit(2),
 }
+
+#: Where one owner (an algo or bonus name) accepts what the table refuses: DORA's
+#: ``hidden_size=0`` is its tabular E-network.
+OWNER_LIMITS: dict[tuple[str, str], Limit] = {("dora", "hidden_size"): NON_NEGATIVE}
 """Accepted range by parameter name; applied to each element of a sequence (``hidden`` of DQN,
 ``moduli`` of SimHash). ``ent_coef``, ``ext_coef``, ``int_coef`` and other weights need only be
 finite (a negative entropy or intrinsic weight is unusual, not meaningless)."""
@@ -195,7 +199,7 @@ def _check_one(owner: str, name: str, value: Any, hint: Any) -> Any:
     for number in numbers:
         if not math.isfinite(number):
             raise ValueError(f"{what} must be a finite number, got {value!r}")
-    limit = LIMITS.get(name)
+    limit = OWNER_LIMITS.get(((owner.split() or [""])[0], name), LIMITS.get(name))
     if limit is not None and any(not limit.accepts(n) for n in numbers):
         if _is_number(value):
             raise ValueError(f"{what} must be {limit}, got {value!r}")

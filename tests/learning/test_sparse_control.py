@@ -4,7 +4,7 @@ Reaching the goal (position >= 0.5) terminates an episode and 200 steps truncate
 episode shorter than 200 steps reached the goal. Random play never gets there, and neither does
 plain PPO on this budget; RND, with an intrinsic-reward scale that forgets, drives the agent up
 the hill. Measured with these settings, 150k frames, seeds 0-3 (episodes that reached the goal):
-RND with ``DiscountedReturnStd(horizon=2048)`` 29, 37, 7, 12; RND with the paper's scale (no
+RND with ``DiscountedReturnStd(horizon=2048)`` 38, 38, 17, 57; RND with the paper's scale (no
 horizon: the normalised bonus sinks to ~1e-4 as the 2-d input becomes easy to predict) 0, 0, 0,
 0; plain PPO 0, 0, 0, 0. So the test fails if RND's scale stops forgetting.
 
@@ -42,4 +42,4 @@ def test_plain_ppo_does_not_reach_the_mountain_car_goal(tmp_path):
 
 
 def test_rnd_reaches_the_mountain_car_goal(tmp_path):
-    assert _goal_episodes(tmp_path / "rnd", "rnd") >= 10  # 37 measured with these settings
+    assert _goal_episodes(tmp_path / "rnd", "rnd") >= 10  # 38 measured with these settings

@@ -83,13 +83,14 @@ def test_pure_curiosity_ignores_the_extrinsic_reward(ext_coef):
     assert same == (ext_coef == 0.0)
 
 
-@pytest.mark.parametrize("int_episodic", [False, True])
-def test_the_intrinsic_return_runs_on_through_episode_ends_unless_episodic(
-    monkeypatch, int_episodic
-):
-    """Lifelong (default): the intrinsic GAE sees no episode end and bootstraps from the value
-    of the next observation in the rollout, the next episode's first one (RND's code, CleanRL).
-    Episodic: it stops at ends like the extrinsic return, with V_int of the final observation."""
+@pytest.mark.parametrize(
+    "int_end, int_episodic", [("continue", False), ("final-obs", False), ("continue", True)]
+)
+def test_where_the_intrinsic_return_goes_at_episode_ends(monkeypatch, int_end, int_episodic):
+    """continue (default): the intrinsic GAE sees no episode end and bootstraps from the next
+    observation in the rollout, the next episode's first (RND's code, CleanRL). final-obs: it
+    stops at an end (a termination does not zero it) and bootstraps from V_int of the final
+    observation. Episodic: it stops at ends like the extrinsic return; terminations zero it."""
     import explora.agents.ppo as ppo
 
     calls = []
@@ -101,21 +102,61 @@ def test_the_intrinsic_return_runs_on_through_episode_ends_unless_episodic(
 
     monkeypatch.setattr(ppo, "gae", spy)
     env = make("DeepSea-4", 2)  # every episode ends after 4 steps
-    cfg = PPOConfig(total_frames=2 * 16, num_envs=2, int_episodic=int_episodic, **TINY)
+    cfg = PPOConfig(
+        total_frames=2 * 16, num_envs=2, int_end=int_end, int_episodic=int_episodic, **TINY
+    )
+    assert PPOConfig().int_end == "continue" and not PPOConfig().int_episodic
     train_ppo(env, cfg, bonus=Count())
     (ext_values, ext_next, ext_term, _, ext_episodic), intrinsic = calls
     values, next_values, terminated, truncated, episodic = intrinsic
     assert ext_episodic and ext_term.any()
     assert episodic == int_episodic
-    assert bool(terminated.any()) == int_episodic and not truncated.any()
+    continuing = int_end == "continue" and not int_episodic
+    assert bool(terminated.any()) == (not continuing) and not truncated.any()
     ends = ext_term.nonzero()
     ends = ends[ends[:, 0] < 15]  # successors inside the rollout
     t, n = ends[:, 0], ends[:, 1]
-    continuing = torch.allclose(next_values[t, n], values[t + 1, n])
-    assert continuing == (not int_episodic)
+    assert torch.allclose(next_values[t, n], values[t + 1, n]) == continuing
     # the extrinsic head's successor at an end is the final observation's value, never the
     # next episode's first
     assert not torch.allclose(ext_next[t, n], ext_values[t + 1, n])
+
+
+class Corridor(gym.Env):
+    """Six cells in a row, start at 0; reaching cell 5 ends the episode with reward 1; 30
+    steps truncate it. Cell 5 is only ever a final observation."""
+
+    observation_space = gym.spaces.Discrete(6)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0
+        return self.pos, {}
+
+    def step(self, action):
+        self.pos = int(np.clip(self.pos + (1 if action == 1 else -1), 0, 5))
+        return self.pos, float(self.pos == 5), self.pos == 5, False, {}
+
+
+gym.register("explora-test/Corridor-v0", entry_point=Corridor, max_episode_steps=30)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bootstrapping_from_an_untrained_final_value_teaches_the_agent_to_avoid_the_goal(seed):
+    """Why int_end="continue" is the default: with "final-obs", the goal (only ever a final
+    observation) bootstraps from a V_int never trained, while staying in the episode keeps
+    earning the (always positive) count bonus, and the agent learns to dawdle. Measured on seeds
+    0-3: final returns 1.0 continuing, 0.0-0.06 with final-obs."""
+    returns = {}
+    for int_end in ("continue", "final-obs"):
+        env = make("explora-test/Corridor-v0", num_envs=8, seed=seed)
+        cfg = PPOConfig(
+            total_frames=8 * 32 * 20, num_envs=8, num_steps=32, minibatch_size=64, seed=seed,
+            int_end=int_end,
+        )  # fmt: skip
+        returns[int_end] = train_ppo(env, cfg, bonus=Count())["final_return"]
+    assert returns["continue"] > 0.9 and returns["final-obs"] < 0.6, returns
 
 
 def test_value_loss_clipping_against_hand_computation():

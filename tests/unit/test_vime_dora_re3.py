@@ -516,3 +516,15 @@ def test_registered_with_defaults_and_lifelong(name: str) -> None:
     bonus.update(batch)
     r = bonus.compute(batch)
     assert r.shape == (8, 4) and r.dtype == torch.float32 and not r.requires_grad
+
+
+def test_dora_table_is_accepted_by_name_and_is_deepseas_preset() -> None:
+    """``hidden_size=0`` (the tabular E-network) passes the settings check for DORA only."""
+    from explora.bonuses import make_bonus
+    from explora.presets import bonus_preset
+
+    preset = bonus_preset("dora", "DeepSea-30")
+    assert preset["hidden_size"] == 0
+    assert make_bonus("dora", **preset).hidden_size == 0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="hidden_size must be >= 1"):
+        make_bonus("rnd", hidden_size=0)

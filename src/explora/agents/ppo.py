@@ -10,13 +10,15 @@ Schulman et al. 2017 (PPO), with the curiosity recipe of Burda et al. 2018 (RND)
 Episode ends are handled exactly for the extrinsic return: ``terminated`` zeroes the successor's
 value, ``truncated`` bootstraps it from the true final observation, and neither lets a return or
 an advantage run into the next episode. The intrinsic return is non-episodic (RND paper): it
-runs on through an episode end into the next episode's first observation, as in the RND
-paper's code and CleanRL, so ``V_int`` is only ever bootstrapped from observations it is trained
-on. (Until 2026-11-30 it bootstrapped from V_int(final observation) at every end: a value never
-trained, since final observations are never regression targets; on DeepSea, where every episode
-ends on the same all-zero observation, that made the "lifelong" return episodic with an
-arbitrary end value. Measured before and after on DeepSea-20 and DoorKey-8x8: README.)
-``int_episodic=True`` keeps the intrinsic return inside episodes instead, like the extrinsic.
+runs on through an episode end into the next episode's first observation, as in the RND paper's
+code and CleanRL (``int_end="continue"``), so ``V_int`` is only bootstrapped from observations
+it is trained on, and ending an episode never cuts the stream of (always positive) bonus.
+``int_end="final-obs"`` (explora before 2026-11-30) instead bootstraps from ``V_int`` of the
+final observation, a value never trained as such, and stops the chain there; it was faster on
+some tasks, but where the goal state is only ever a final observation it taught agents to avoid
+the goal (docs/trust.md has every figure). ``int_episodic=True`` keeps the intrinsic return
+inside episodes like the extrinsic one: the DeepSea preset uses it (episodes of N steps that the
+agent cannot end early; 10/10 seeds solved DeepSea-10 against 6/10 continuing).
 
 Resume: a checkpoint is written between updates and holds the networks, optimiser, normalisers,
 bonus, episode bookkeeping, every random state and, where the env can hand its state over
@@ -129,7 +131,7 @@ class PPOConfig:
     int_end: str = "continue"
     """where a lifelong intrinsic return goes at an episode end: "continue" into the next
     episode's first observation (RND's code, CleanRL), or "final-obs": bootstrap from V_int of
-    the final observation and cut the chain (explora before 2026-11-30; measured in README)"""
+    the final observation and cut the chain (see the module docstring and docs/trust.md)"""
     encoder: str = "auto"
     """observation encoder: auto, grid-cnn, pixel-cnn or mlp"""
     hidden: int = 64
