@@ -157,7 +157,7 @@ def bench(
 
     check_store(store, must_exist=False)
     if report is not None:
-        check_writable(report, "--report")
+        check_writable(report, "--report", file=True)
     try:
         rows = sweep(
             suite,
@@ -401,7 +401,7 @@ def report(store: Path = Path("bench/store.db"), out: Path = Path("bench/report.
     from explora.runs.rundir import check_writable
 
     check_store(store, must_exist=True)
-    check_writable(out, "--out")
+    check_writable(out, "--out", file=True)
     html, md = _write_report(store, out)
     print(f"report:  {html}")
     print(f"summary: {md}")

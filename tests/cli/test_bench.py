@@ -125,6 +125,15 @@ def test_sweep_runs_every_run_and_reports(finished_sweep):
     assert "report:" in stdout and (store.parent / "report.html").exists()
 
 
+def test_report_rewrites_an_existing_report_and_refuses_a_directory(finished_sweep, capsys):
+    store, _ = finished_sweep
+    out = store.parent / "report.html"  # written by the sweep: the README's command rewrites it
+    assert out.exists()
+    assert main(["report", "--store", str(store), "--out", str(out)]) == 0
+    assert main(["report", "--store", str(store), "--out", str(store.parent)]) == 2
+    assert "is a directory, not a file" in capsys.readouterr().err
+
+
 def test_running_the_same_command_again_runs_nothing(finished_sweep):
     store, _ = finished_sweep
     summaries = sorted(store.parent.glob("runs/**/summary.json"))

@@ -37,6 +37,7 @@ import json
 import math
 import re
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -596,7 +597,8 @@ def _bonus_maps(a: _Analysis) -> list[tuple[str, str]]:
         )
         for ax, method in zip(axes[0], methods, strict=True):
             runs = [m for m in maps[task][method] if m.shape == maps[task][method][0].shape]
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # cells no run reached are NaN: left blank
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(np.stack(runs), axis=0)
             image = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, interpolation="nearest")
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)

@@ -64,10 +64,11 @@ def git_revision() -> str | None:
         return None
 
 
-def check_writable(path: str | os.PathLike[str], flag: str = "--out") -> None:
+def check_writable(path: str | os.PathLike[str], flag: str = "--out", file: bool = False) -> None:
     """Refuse a path that could not be created or written: its nearest existing ancestor must
     be a directory we may write in. Checked up front, so a run (or report) that could never
-    write its files fails before anything is built, let alone written.
+    write its files fails before anything is built, let alone written. With ``file=True`` the
+    path is a file to (over)write: an existing file is fine, a directory is not.
 
     Example:
         >>> check_writable("/etc/hostname/run")
@@ -77,6 +78,12 @@ def check_writable(path: str | os.PathLike[str], flag: str = "--out") -> None:
     """
     path = Path(path)
     probe = path.absolute()
+    if file:
+        if probe.is_dir():
+            raise OutDirError(f"{flag} {path}: is a directory, not a file")
+        if probe.exists() and not os.access(probe, os.W_OK):
+            raise OutDirError(f"{flag} {path}: cannot write it (permission denied)")
+        probe = probe.parent
     try:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
