@@ -31,7 +31,7 @@ import torch
 
 import explora
 from explora.bench.store import Store
-from explora.bonuses import RND, make_bonus
+from explora.bonuses import BONUSES, RND, make_bonus
 from explora.cli import main
 from explora.envs import make
 
@@ -72,7 +72,11 @@ TOY_ENVS = textwrap.dedent(
     register(
         "BadInputDict-v0",
         entry_point=Toy,
-        kwargs={"obs_space": gym.spaces.Dict({"a": gym.spaces.Discrete(3)})},
+        kwargs={
+            "obs_space": gym.spaces.Dict(
+                {"a": gym.spaces.Discrete(3), "t": gym.spaces.Tuple((gym.spaces.Discrete(2),))}
+            )
+        },
     )
     register(
         "BadInputMultiBinaryAct-v0",
@@ -227,6 +231,7 @@ def _box2d_missing() -> bool:
 
 TOY = f"{TOY_MODULE}:"
 CP = ["--env", "CartPole-v1"]
+ALL_BONUSES = ", ".join(sorted(BONUSES))  # the registry, as the error names it
 DS = ["--env", "DeepSea-6"]
 CLI_CASES: dict[str, Case] = {
     # ---- misspelt names ----------------------------------------------------------------
@@ -240,7 +245,7 @@ CLI_CASES: dict[str, Case] = {
         message="unknown algo 'sac'; choose one of: bandit, bootdqn, dqn, ppo, reinforce",
     ),
     "bonus-misspelt": train(
-        *CP, "--bonus", "rdn", message="unknown bonus 'rdn'; choose one of: count, rnd, simhash"
+        *CP, "--bonus", "rdn", message=f"unknown bonus 'rdn'; choose one of: {ALL_BONUSES}"
     ),
     "backend-misspelt": train(
         "--env",
@@ -640,12 +645,12 @@ CLI_CASES: dict[str, Case] = {
     "tuple-observations": train(
         "--env", TOY + "BadInputTuple-v0", message="ppo cannot take Tuple observations"
     ),
-    "dict-observations-dqn": train(
+    "dict-observations-with-a-tuple-part": train(
         "--env",
         TOY + "BadInputDict-v0",
         "--algo",
         "dqn",
-        message="dqn cannot take Dict observations",
+        message="Dict observation part 't' is a Tuple; explora takes Dict parts that are Box",
     ),
     "multibinary-actions": train(
         "--env", TOY + "BadInputMultiBinaryAct-v0", message="ppo cannot output MultiBinary actions"
@@ -848,12 +853,12 @@ API_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
     "train-bonus-misspelt": (
         lambda t: _api_train(t, bonus="rdn"),
         ValueError,
-        "unknown bonus 'rdn'; choose one of: count, rnd, simhash",
+        f"unknown bonus 'rdn'; choose one of: {ALL_BONUSES}",
     ),
     "train-bonus-not-a-bonus": (
         lambda t: _api_train(t, bonus=5),
         ValueError,
-        "bonus must be a name (count, rnd, simhash) or a Bonus object, got 5",
+        f"bonus must be a name ({ALL_BONUSES}) or a Bonus object, got 5",
     ),
     "train-bonus-args-with-object": (
         lambda t: _api_train(t, bonus=RND(), bonus_args={"learning_rate": 1e-3}),
@@ -983,7 +988,7 @@ API_CASES: dict[str, tuple[Callable[[Path], object], type[Exception], str]] = {
     "make-bonus-misspelt": (
         lambda t: make_bonus("rdn"),
         ValueError,
-        "unknown bonus 'rdn'; choose one of: count, rnd, simhash",
+        f"unknown bonus 'rdn'; choose one of: {ALL_BONUSES}",
     ),
     "make-bonus-argument-misspelt": (
         lambda t: make_bonus("rnd", lr=1e-3),

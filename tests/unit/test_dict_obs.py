@@ -92,3 +92,17 @@ def test_minigrid_dict_observation_gives_image_direction_and_mission(tmp_path):
         bonus_args={"obs_key": "image"},
     )
     assert summary["frames"] > 0
+
+
+def test_dqn_takes_a_dict_observation_flattened(tmp_path):
+    """DQN sees the flattened Dict (an MLP over all parts) and learns the corridor."""
+    summary = explora.train(
+        "explora-test/TwoPart-v0",
+        algo="dqn",
+        frames=6_000,
+        seed=0,
+        progress=False,
+        out=tmp_path / "dqn",
+        algo_args={"learning_starts": 500, "epsilon_decay_frames": 3_000},
+    )
+    assert summary["final_return"] > 0.9, summary
