@@ -9,8 +9,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from bonus_batches import batch_of
 
-from explora.bonuses import Bonus, Transitions, make_bonus
+from explora.bonuses import Bonus, make_bonus
 from explora.bonuses.aehash import AEHash
 from explora.models.autoencoder import (
     BinaryAutoencoder,
@@ -21,14 +22,6 @@ from explora.models.autoencoder import (
 
 MINIGRID = gym.spaces.Box(0, 255, (7, 7, 3), dtype=np.uint8)
 ACTIONS = gym.spaces.Discrete(7)
-
-
-def batch_of(next_obs: torch.Tensor) -> Transitions:
-    t, n = int(next_obs.shape[0]), int(next_obs.shape[1])
-    zeros = torch.zeros(t, n)
-    return Transitions(
-        torch.zeros_like(next_obs), zeros.long(), next_obs, zeros, zeros.bool(), zeros.bool()
-    )
 
 
 def observe_rollout(bonus: AEHash, next_obs: torch.Tensor) -> None:

@@ -11,27 +11,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from bonus_batches import batch_of
 
-from explora.bonuses import BONUSES, PseudoCount, Transitions, make_bonus
+from explora.bonuses import BONUSES, PseudoCount, make_bonus
 from explora.bonuses.pseudocount import pseudo_count, reward_from_gain
 from explora.models.pixelcnn import GatedPixelCNN, autoregressive_mask, downsample_frames
 
 ACTIONS = gym.spaces.Discrete(7)
 MINIGRID = gym.spaces.Box(0, 255, (7, 7, 3), dtype=np.uint8)
-
-
-def batch_of(next_obs: torch.Tensor) -> Transitions:
-    """Transitions whose ``next_obs`` is ``next_obs`` ``[T, N, ...]``; other fields are zeros."""
-    t, n = int(next_obs.shape[0]), int(next_obs.shape[1])
-    zeros = torch.zeros(t, n)
-    return Transitions(
-        obs=torch.zeros_like(next_obs),
-        actions=zeros.long(),
-        next_obs=next_obs,
-        ext_rewards=zeros,
-        terminated=zeros.bool(),
-        truncated=zeros.bool(),
-    )
 
 
 def minigrid_views(count: int, seed: int = 0) -> torch.Tensor:
