@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from explora.curiosity import Curiosity  # noqa: E402
+from explora.envs import registration as _registration  # noqa: E402,F401  - gymnasium ids
 from explora.train import train  # noqa: E402
 
 __version__ = "0.1.0"
