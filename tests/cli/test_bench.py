@@ -400,3 +400,18 @@ def test_deepsea_sweep_reports_the_solving_episode_per_size(tmp_path, capsys):
     assert (tmp_path / "deepsea-bootdqn.md").exists()
     assert (tmp_path / "deepsea-bootdqn.png").stat().st_size > 0
     assert "run time of the sizes finished so far" in out
+
+
+@pytest.mark.parametrize("name", ["quick", "catalogue", "generative", "minigrid-hard"])
+def test_every_run_of_a_suite_passes_the_preflight(name):
+    """Each method of the suite sets up on each of its tasks (env ids exist, the bonus takes the
+    task's spaces), so a sweep of hours does not fail on its last task."""
+    from explora.bench.suites import plan
+    from explora.bench.sweep import preflight
+
+    runs = plan(name)
+    preflight(runs)
+    if name == "catalogue":  # every bonus of the registry, and plain PPO
+        from explora.bonuses import BONUSES
+
+        assert {r.method.bonus for r in runs} == {None, *BONUSES}

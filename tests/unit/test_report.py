@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
 import shutil
 import subprocess
@@ -418,3 +419,29 @@ def test_page_renders_in_headless_chromium(report: dict[str, Any], tmp_path: Pat
     assert len(colours) > 50, f"screenshot has only {len(colours)} colours"
     assert pixels.std() > 0.05
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_noisy_tv_tasks_get_the_fraction_of_steps_on_the_tv(tmp_path: Path) -> None:
+    """A task whose runs logged ``tv_fraction`` gets a table of it per method (mean over seeds,
+    min-max in brackets); a report without such runs has no such section."""
+    task = "MiniGrid-DoorKey-8x8-NoisyTV-v0"
+    fractions = {("ppo+icm", 0): 0.30, ("ppo+icm", 1): 0.50, ("ppo+ride", 0): 0.02}
+    records = [
+        _record(
+            method,
+            seed,
+            "done",
+            task=task,
+            score=0.5,
+            success_rate=0.25,
+            summary=json.dumps({"tv_fraction": tv}),
+        )  # fmt: skip
+        for (method, seed), tv in fractions.items()
+    ]
+    html_path, md_path = write_report(records, tmp_path / "tv.html", reps=20)
+    rows = _md_rows(md_path.read_text(), "## Steps on the noisy TV")
+    assert rows["ppo+icm"] == [task, "2", "40.0% (30.0%-50.0%)", "0.25"]
+    assert rows["ppo+ride"] == [task, "1", "2.0%", "0.25"]
+    assert 'id="noisy-tv"' in html_path.read_text()
+    plain = write_report(_rows_with_a_failed_run(tmp_path), tmp_path / "plain.html", reps=20)
+    assert "noisy TV" not in plain[1].read_text()

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from explora.bench import stats
+from explora.runs.pictures import picture_files
 from explora.runs.rundir import read_episodes, rolling_mean
 
 STATUSES = ("done", "failed", "running", "pending")
@@ -73,6 +74,8 @@ th { background: #f6f8fa; }
 td.l, th.l { text-align: left; }
 tr:nth-child(even) td { background: #fbfcfd; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
+.pics { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.pics img { margin: 0; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px;
           margin-right: 6px; vertical-align: -0.05em; }
 .bad { color: #cf222e; }
@@ -610,6 +613,30 @@ def _bonus_maps(a: _Analysis) -> list[tuple[str, str]]:
     return figures
 
 
+def _model_pictures(a: _Analysis) -> list[tuple[str, list[tuple[str, int, list[Path]]]]]:
+    """Per task, per method: the pictures of its generative model (``explora.runs.pictures``:
+    code map, codebook usage, reconstructions) from one representative run, the finished run
+    with the lowest seed that has them. Tasks and methods without pictures are left out."""
+    runs: dict[tuple[str, str], tuple[int, list[Path]]] = {}
+    for rec in a.done:
+        run_dir = rec.get("run_dir")
+        files = picture_files(run_dir) if run_dir and Path(run_dir).is_dir() else []
+        key, seed = (str(rec["task"]), str(rec["method"])), int(rec["seed"])
+        if files and (key not in runs or seed < runs[key][0]):
+            runs[key] = (seed, files)
+    out = []
+    for task in a.tasks:
+        rows = [(m, *runs[(task, m)]) for m in a.methods if (task, m) in runs]
+        if rows:
+            out.append((task, rows))
+    return out
+
+
+def _file_uri(path: Path) -> str:
+    """A PNG file as a data URI (the page stays self-contained)."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
 # -- tables ----------------------------------------------------------------------------------
 def _aggregate_rows(
     a: _Analysis, agg: dict[str, dict[str, tuple[float, float, float]]], finished_only: bool
@@ -665,6 +692,29 @@ def _view_headings(a: _Analysis) -> tuple[str, str]:
         f"All runs ({runs(low)} without a score scored 0)",
         f"Finished runs only ({runs(out)} left out)",
     )
+
+
+def _tv_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
+    """Per (task, method) with a noisy TV: mean fraction of steps on the TV and success."""
+    values: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for rec in a.done:
+        summary = json.loads(rec["summary"]) if rec.get("summary") else {}
+        if summary.get("tv_fraction") is None:
+            continue
+        tv, success = values.setdefault((rec["task"], rec["method"]), ([], []))
+        tv.append(float(summary["tv_fraction"]))
+        if rec.get("success_rate") is not None:
+            success.append(float(rec["success_rate"]))
+    rows = []
+    for task in a.tasks:
+        for method in a.methods:
+            if (task, method) not in values:
+                continue
+            tv, success = values[(task, method)]
+            spread = f" ({min(tv):.1%}-{max(tv):.1%})" if len(tv) > 1 else ""
+            rate = f"{np.mean(success):.2f}" if success else "—"
+            rows.append([method, task, str(len(tv)), f"{np.mean(tv):.1%}{spread}", rate])
+    return ["Method", "Task", "Runs", "Steps on the TV", "Final success"], rows
 
 
 def _frames_to_solve_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
@@ -937,6 +987,22 @@ def write_report(
         )
     )
 
+    # 6b. noisy TV
+    tv_header, tv_rows = _tv_rows(a)
+    if tv_rows:
+        md += ["## Steps on the noisy TV", "", _md_table(tv_header, tv_rows, left=2), ""]
+        sections.append(
+            _section(
+                "noisy-tv",
+                "Steps on the noisy TV",
+                "Tasks with a noisy TV only: the fraction of all steps of a run on which the "
+                "agent turned the TV on (mean over finished runs, min-max over seeds in "
+                "brackets), beside the final success rate. A bonus drawn to unpredictable "
+                "noise spends more of its steps there.",
+                _html_table(tv_header, tv_rows, left=2),
+            )
+        )
+
     # 7. visitation
     heatmaps, notes = _visitation(a) if a.done else ([], [])
     a.notes += notes
@@ -968,6 +1034,34 @@ def write_report(
                     f"<h3>{html.escape(task)}</h3>{_img(uri, f'bonus per cell on {task}')}"
                     for task, uri in bonus_maps
                 ),
+            )
+        )
+
+    # 9. what the generative models learned
+    pictures = _model_pictures(a) if a.done else []
+    if pictures:
+        body = ""
+        for task, rows in pictures:
+            body += f"<h3>{html.escape(task)}</h3>"
+            for method, seed, files in rows:
+                images = "".join(
+                    _img(_file_uri(f), f"{f.stem.replace('_', ' ')} of {method} on {task}")
+                    for f in files
+                )
+                body += (
+                    f'<h4>{html.escape(method)} (seed {seed})</h4><div class="pics">{images}</div>'
+                )
+        sections.append(
+            _section(
+                "model-pictures",
+                "What the models learned",
+                "Bonuses with a generative model, one run each (the lowest finished seed): the "
+                "code each grid cell gets (the most frequent code of the views seen there, "
+                "through the final model; one colour per code, grey cells never reached), the "
+                "codebook's use over training (codes used per update, perplexity, dead codes "
+                "restarted), and distinct views of the last rollout above their "
+                "reconstructions, with the cells decoded wrong outlined in red.",
+                body,
             )
         )
 

@@ -26,6 +26,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from explora.bonuses import BONUSES
+
 
 @dataclass(frozen=True)
 class Task:
@@ -132,6 +134,11 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
+# Every other bonus of the catalogue, with its presets: ``ppo+<bonus>``.
+for _bonus, (_, _summary) in sorted(BONUSES.items()):
+    METHODS.setdefault(
+        f"ppo+{_bonus}", Method(f"ppo+{_bonus}", bonus=_bonus, description=f"PPO with {_summary}")
+    )
 
 
 def _minigrid(env_id: str, frames: int) -> Task:
@@ -179,6 +186,38 @@ SUITES: dict[str, Suite] = {
             tasks=tuple(deepsea_task(n) for n in (*range(10, 52, 2), 60, 70, 80, 90, 100)),
             methods=("ppo", "ppo+rnd", "ppo+count"),
             seeds=3,
+        ),
+        Suite(
+            "catalogue",
+            "every bonus and plain PPO on three hard MiniGrid tasks and a noisy TV, "
+            "about 3 hours on 2 workers",
+            # Budgets are sized for the suite's three hours, not to solve: the papers' budgets
+            # are 10-100x larger (RIDE: MultiRoom-N7-S4 at 6M, ObstructedMaze-2Dlh at 30M).
+            tasks=(
+                _minigrid("MultiRoom-N4-S5", 1_000_000),
+                _minigrid("MultiRoom-N4-S5-NoisyTV", 1_000_000),
+                _minigrid("KeyCorridorS5R3", 1_000_000),
+                _minigrid("ObstructedMaze-2Dlh", 1_000_000),
+            ),
+            methods=("ppo", *(f"ppo+{b}" for b in sorted(BONUSES))),
+        ),
+        Suite(
+            "generative",
+            "bonuses from generative models (AE hash, VQ-VAE counts, PixelCNN pseudo-counts) "
+            "against RND, SimHash and plain PPO on three hard MiniGrid tasks",
+            tasks=(
+                _minigrid("DoorKey-16x16", 5_000_000),
+                _minigrid("MultiRoom-N4-S5", 2_000_000),
+                _minigrid("KeyCorridorS3R3", 2_000_000),
+            ),
+            methods=(
+                "ppo",
+                "ppo+aehash",
+                "ppo+vqcount",
+                "ppo+pseudocount",
+                "ppo+rnd",
+                "ppo+simhash",
+            ),
         ),
         Suite(
             "smoke",
