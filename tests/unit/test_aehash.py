@@ -296,3 +296,44 @@ def test_state_dict_round_trip_with_model_optimiser_and_generator(compress_bits)
     assert torch.equal(bonus.compute(probe), restored.compute(probe))
     for a, b in zip(bonus.model.parameters(), restored.model.parameters(), strict=True):  # type: ignore[union-attr]
         assert torch.equal(a, b)
+
+
+def test_reconstruction_loss_is_the_mean_cross_entropy_per_element_by_hand() -> None:
+    """The grouped loss (classes on dim 1) equals, element by element, the cross-entropy of
+    each element's own slice of logits, averaged over elements and batch."""
+    torch.manual_seed(0)
+    model = BinaryAutoencoder(MINIGRID, code_bits=8, hidden_size=16)
+    views = prototype_views(5, prototypes=5, seed=3)
+    out = torch.randn(5, sum(model.classes))
+    target = model.targets(views)
+    starts = np.concatenate([[0], np.cumsum(model.classes)[:-1]])
+    by_hand = torch.stack(
+        [
+            torch.nn.functional.cross_entropy(
+                out[b : b + 1, s : s + n], target[b, e : e + 1], reduction="sum"
+            )
+            for b in range(5)
+            for e, (s, n) in enumerate(zip(starts, model.classes, strict=True))
+        ]
+    ).mean()
+    torch.testing.assert_close(model.reconstruction_loss(out, target), by_hand)
+
+
+def test_sketch_occupied_buckets_follow_adds_duplicates_and_loads() -> None:
+    """``occupied`` (kept up to date by ``add``) equals the non-empty buckets of the table,
+    with keys repeated within one add and across adds, and after ``load_state_dict``."""
+    from explora.bonuses.sketch import CountMinSketch
+
+    gen = torch.Generator().manual_seed(0)
+    sketch = CountMinSketch(6, moduli=(7, 11, 13))
+    assert sketch.occupied().tolist() == [0, 0, 0]
+    for _ in range(5):
+        codes = torch.randint(0, 2, (9, 6), generator=gen)
+        sketch.add(torch.cat([codes, codes[:3]]))  # duplicates within the add
+        assert torch.equal(sketch.occupied(), (sketch.table != 0).sum(dim=1))
+    loaded = CountMinSketch(6, moduli=(7, 11, 13))
+    loaded.occupied()  # a count taken before the load must not survive it
+    loaded.load_state_dict(sketch.state_dict())
+    assert torch.equal(loaded.occupied(), sketch.occupied())
+    loaded.add(torch.ones(1, 6))
+    assert torch.equal(loaded.occupied(), (loaded.table != 0).sum(dim=1))

@@ -557,3 +557,45 @@ def test_compute_returns_t_by_n_float32_without_grad(name: str) -> None:
         bonus.observe(step)
     value = bonus.compute(stack(steps[:8]))
     assert value.shape == (8, 3) and value.dtype == torch.float32 and not value.requires_grad
+
+
+def test_ngu_update_reuses_computes_rnd_errors_only_for_the_same_rollout() -> None:
+    """``update`` folds into mu_err, sigma_err the RND errors ``compute`` saw: taken from
+    ``compute`` when it scored this very batch (one RND pass saved), computed again for any
+    other batch or once RND changed -- the same statistics either way."""
+    import copy
+
+    torch.manual_seed(0)
+    ngu = NGU(warmup_steps=0, rnd_update_proportion=1.0)
+    ngu.setup(MINIGRID, ACTIONS, num_envs=4)
+    gen = torch.Generator().manual_seed(2)
+    views = torch.randint(0, 11, (3, 6, 4, 7, 7, 3), dtype=torch.uint8, generator=gen)
+    rollouts = [stack([step_of(v[t], v[t + 1]) for t in range(5)]) for v in views]
+    for step in [step_of(views[0, t], views[0, t + 1]) for t in range(5)]:
+        ngu.observe(step)
+    ngu.update(rollouts[0])  # statistics and RND off their initial state
+    calls = 0
+    real = ngu.rnd.compute
+
+    def counted(batch: Transitions) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return real(batch)
+
+    for k, other in ((1, 1), (1, 2)):  # update on the rollout computed, then on another one
+        fresh = copy.deepcopy(ngu)
+        for t in range(5):
+            step = step_of(views[k, t], views[k, t + 1])
+            ngu.observe(step)
+            fresh.observe(step)
+        ngu.rnd.compute = counted  # type: ignore[method-assign]
+        calls = 0
+        ngu.compute(rollouts[k])
+        metrics = ngu.update(rollouts[other])
+        assert calls == (1 if other == k else 2), (k, other, calls)
+        ngu.rnd.compute = real  # type: ignore[method-assign]
+        fresh._pending = []
+        expected = fresh.update(rollouts[other])  # nothing cached: computed in update
+        assert metrics == expected
+        torch.testing.assert_close(ngu.err_rms.mean, fresh.err_rms.mean, rtol=0, atol=0)
+        torch.testing.assert_close(ngu.err_rms.var, fresh.err_rms.var, rtol=0, atol=0)

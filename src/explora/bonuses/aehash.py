@@ -64,6 +64,30 @@ default schedule against 253 s without a bonus (2.2x) and 632 s frozen, whose wa
 (1,000 steps of 256 through a 256-wide autoencoder) is paid up front; the decoder's 980-logit
 output layer (49 cells x 20 classes) is most of the work. ``hidden_size=128`` halves it.
 
+Where the time went, and what changed (profiled with cProfile on DoorKey-8x8, 60k frames, the
+bonus trained on the main thread; rough, the machine at load 13-15 on 2 cores): 69% of the run
+was ``_train`` -- the 1,000 warm-up steps and the 4 steps per rollout, ~28 ms per Adam step of
+256 views, 40% of which was torch's CPU log-softmax over the 3-11 classes of each element
+(not vectorised over so short a last dimension) -- and each ``update`` counted the sketch's
+non-empty buckets over all 6 x 999,983 entries (~36 ms, half of plain PPO's time per
+rollout). Now the autoencoder's cross-entropy puts the classes on dim 1 (the same loss; its
+forward and backward ~5x faster) and the sketch keeps its occupied count as it adds (the same
+figure). Neither changes what is computed. What remains is the warm-up's 1,000 steps, a fixed
+cost (about as much compute as 250 PPO updates of the MiniGrid preset, i.e. more than a whole
+100k-frame run of plain PPO; amortised over 1M frames), and 4 Adam steps per rollout, which
+run beside PPO's update on the bonus thread. Fewer warm-up steps were measured and not taken:
+distinct codes among 948 distinct held-out random-policy DoorKey-8x8 views after the warm-up /
+after 5 / after 20 more rollouts of 4 steps (seed 0): 1,000 steps 449 / 469 / 507; 300 steps
+254 / 274 / 269; 100 steps 65 / 121 / 354; none 944 / 888 / 48 (the untrained code collapses
+as it starts training); 300 steps at lr 1e-3 363 / 421 / 452. The shorter warm-ups merge views
+the default keeps apart for the first ~40k frames, so the default stays. ``hidden_size=128``
+kept them as well as 256 (1,000 steps: 480 / 511 / 506) at about half the cost per step: the
+MiniGrid setting recommended (``presets.py`` is not this module's to edit). In one process,
+100k frames of DoorKey-8x8 at load ~14 on 2 cores: plain PPO 3,987 and 2,861 frames/s (run
+first and last), this bonus 863 (0.22-0.30; the lead's quieter run before the change: 0.16),
+with ``hidden_size=128`` 895 (0.22-0.31); of the bonus's ~95 s, ``observe`` took 70 s, most of
+it the warm-up's training, so at 100k frames the warm-up alone keeps it under 0.5.
+
 Defaults and where they come from:
     beta = 0.01: the paper's bonus coefficient for SimHash (rllab and Atari); the agent divides
         the bonus by the running std of its discounted return, so beta only sets the raw scale.
@@ -339,7 +363,7 @@ class AEHash(nn.Module):
         frozen = self.train_until is not None and self._trainings >= self.train_until
         if due and not frozen and not self.warming_up and self._stored > 0:
             self._train(self.train_steps)
-        occupied = (sketch.table > 0).sum(dim=1).max()
+        occupied = sketch.occupied().max()
         return {**self._last, "bonus/occupied_buckets": float(occupied)}
 
     def _train(self, steps: int) -> None:

@@ -18,6 +18,7 @@ sums below 2^53 are exact there, and float64 matmul also runs on GPUs, unlike in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +68,10 @@ class CountMinSketch(nn.Module):
         self.register_buffer("powers", powers, persistent=False)
         self.register_buffer("moduli", torch.tensor(moduli, dtype=torch.int64), persistent=False)
         self.register_buffer("table", torch.zeros(len(moduli), max(moduli), dtype=torch.int32))
+        # Occupied buckets per row, kept up to date by ``add`` (None: count them from the table
+        # at the next ``occupied`` call, as after ``load_state_dict``): counting a 6 x 999983
+        # table per rollout took ~36 ms, about half of plain PPO's time per rollout.
+        self._occupied: Tensor | None = None
 
     def indices(self, codes: Tensor) -> Tensor:
         """Bucket of each code in each row: 0/1 or bool ``[B, num_bits]`` -> int64 ``[B, rows]``."""
@@ -82,8 +87,28 @@ class CountMinSketch(nn.Module):
         """Count each code of ``codes`` ``[B, num_bits]`` once."""
         idx = self.indices(codes)  # [B, rows]
         rows = torch.arange(idx.shape[1], device=idx.device).expand_as(idx)
+        if self._occupied is not None:  # buckets empty before this add, each counted once
+            empty = self.table[rows, idx] == 0
+            fresh = torch.unique(rows[empty] * self.table.shape[1] + idx[empty])
+            self._occupied += torch.bincount(
+                fresh // self.table.shape[1], minlength=self.table.shape[0]
+            )
         ones = torch.ones(idx.numel(), dtype=self.table.dtype, device=idx.device)
         self.table.index_put_((rows.reshape(-1), idx.reshape(-1)), ones, accumulate=True)
+
+    @torch.no_grad()
+    def occupied(self) -> Tensor:
+        """Number of non-empty buckets in each row, int64 ``[rows]`` (kept up to date by
+        ``add``; counted from the table once after a load). Valid while the table changes only
+        through ``add`` and ``load_state_dict``: code that writes ``table`` itself (vqcount
+        rebuilds it) must count ``(table != 0).sum(dim=1)`` instead."""
+        if self._occupied is None:
+            self._occupied = (self.table != 0).sum(dim=1)
+        return self._occupied.clone()
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._occupied = None  # the table changed: count again when asked
 
     def count(self, codes: Tensor) -> Tensor:
         """Estimated count of each code, ``[B, num_bits]`` -> ``[B]`` int64 (min over rows)."""

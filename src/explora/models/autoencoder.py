@@ -276,13 +276,14 @@ class BinaryAutoencoder(nn.Module):
         if self.reconstruction == "mse":
             return (out - target).square().mean()
         total = out.new_zeros(())
-        for n, (idx, logit_idx) in self._groups.items():
-            logits = out[:, logit_idx.to(out.device)]  # [B, elements of n classes, n]
+        for _n, (idx, logit_idx) in self._groups.items():
+            # Classes on dim 1, elements last: [B, n, elements of n classes]. The same
+            # cross-entropy as on [B * elements, n] rows, but torch's CPU log-softmax over a
+            # last dim of 3-11 classes is not vectorised: this layout made the MiniGrid loss's
+            # forward and backward ~5x faster (15.5 -> 2.8 ms for 256 views, measured roughly).
+            logits = out[:, logit_idx.T.to(out.device)]
             labels = target[:, idx.to(out.device)]
-            ce = nn.functional.cross_entropy(
-                logits.reshape(-1, n), labels.reshape(-1), reduction="sum"
-            )
-            total = total + ce
+            total = total + nn.functional.cross_entropy(logits, labels, reduction="sum")
         return total / (out.shape[0] * self.num_elements)
 
     def loss(

@@ -213,6 +213,11 @@ def elbo_loss(
     return net.kl_to_prior() / dataset_size + nll
 
 
+#: Samples per pass of ``information_gain``'s per-sample gradients (memory only: the result
+#: does not depend on it).
+GAIN_CHUNK = 128
+
+
 def information_gain(
     net: BayesianMLP,
     x: Tensor,
@@ -278,13 +283,21 @@ def information_gain(
                 rho_part = ((h2.square() @ var_w.square()) * u_sum.square()).sum(-1)
             else:
                 h = inputs[i]
-                rows = h.shape[0]
+                w_mu, w_sigma = var_w.reshape(-1), var_w.square().reshape(-1)
+                parts = []
                 # [B, in, out] per-sample gradients, squared in place and weighted by a matrix-
-                # vector product: two passes over them instead of five
-                grad_mu = torch.bmm(h.transpose(1, 2), delta).square_().reshape(rows, -1)
-                grad_sigma = torch.bmm(h.square().transpose(1, 2), u).square_().reshape(rows, -1)
-                mu_part = grad_mu @ var_w.reshape(-1)
-                rho_part = grad_sigma @ var_w.square().reshape(-1)  # grad_sigma is / sigma
+                # vector product: two passes over them instead of five. ``GAIN_CHUNK`` samples
+                # at a time, so the [chunk, in, out] temporaries stay in cache instead of
+                # streaming 2 x 38 MB through memory for a 2048-sample MiniGrid rollout.
+                for rows in torch.arange(h.shape[0]).split(GAIN_CHUNK):
+                    hc, dc, uc = h[rows], delta[rows], u[rows]
+                    n = len(rows)
+                    grad_mu = torch.bmm(hc.transpose(1, 2), dc).square_().reshape(n, -1)
+                    grad_sigma = torch.bmm(hc.square().transpose(1, 2), uc).square_()
+                    parts.append(
+                        torch.stack([grad_mu @ w_mu, grad_sigma.reshape(n, -1) @ w_sigma], -1)
+                    )
+                mu_part, rho_part = torch.cat(parts).unbind(-1)  # grad_sigma is / sigma
             mu_part = mu_part + (delta_sum.square() * var_b).sum(-1)
             rho_part = rho_part + (u_sum.square() * var_b.square()).sum(-1)
             total += mu_part + 0.5 * rho_part
