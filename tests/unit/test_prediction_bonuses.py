@@ -234,7 +234,7 @@ def test_obs_whitening_and_feature_kinds() -> None:
     w = ObsWhitening(gym.spaces.Box(-5.0, 5.0, (2,)))
     w.set_statistics(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))
     torch.testing.assert_close(w(torch.tensor([[4.0, 2.0]])), torch.tensor([[2.0, 0.0]]))
-    with pytest.raises(ValueError, match=r"needs the VAE model \(explora.models.vae\).*nn.Module"):
+    with pytest.raises(ValueError, match=r"dynamics features=vae.*nn.Module"):
         CuriosityFeatures("vae", MINIGRID, ACTIONS)
     with pytest.raises(ValueError, match="unknown features 'pixels'; choose one of"):
         CuriosityFeatures("pixels", MINIGRID, ACTIONS)
@@ -362,12 +362,9 @@ def test_dynamics_takes_an_encoder_object_and_trains_it_only_with_a_loss() -> No
     assert by_function.compute(batch).shape == (8, 4)
 
 
-def test_dynamics_features_vae_says_what_to_pass_instead() -> None:
-    with pytest.raises(
-        ValueError, match=r"VAE model \(explora.models.vae\).*features=<an nn.Module"
-    ):
-        Dynamics(features="vae")
-    with pytest.raises(ValueError, match=r"VAE model \(explora.models.vae\)"):
+def test_features_vae_is_the_dynamics_bonus_s_and_elsewhere_says_what_to_pass() -> None:
+    assert Dynamics(features="vae").features == "vae"  # tests/unit/test_vae.py trains it
+    with pytest.raises(ValueError, match=r"dynamics features=vae.*features=<an nn.Module"):
         make_bonus("disagreement", features="vae")
     with pytest.raises(ValueError, match="unknown features 'rnd'; choose one of: raw, random, idf"):
         make_bonus("dynamics", features="rnd")

@@ -17,9 +17,17 @@ and the action; its error is the curiosity:
     "idf": inverse-dynamics features: an embedding trained only by the inverse model's loss
         (L_features); the forward loss does not reach it (the code's ``tf.stop_gradient`` on
         both the forward model's input and its target).
-    "vae": variational-autoencoder features need the VAE model (``explora.models.vae``), not
-        written yet; the string raises a ``ValueError`` saying so. Until then, and for any
-        other feature space, pass an encoder: ``features=<nn.Module with out_dim and
+    "vae": the posterior mean of a variational autoencoder (``explora.models.vae.VAE``, with
+        ``latent_dim = feature_size`` and ``hidden_size``; more of its settings through
+        ``vae_args``, e.g. ``{"iaf_steps": 2}``), trained by its own loss (the negative ELBO
+        with the annealed, thresholded KL) on the transitions' observations beside the forward
+        model, by the same Adam: the code's ``auxiliary_tasks.VAE``, whose features exposed to
+        the dynamics are ``tf.split(features, 2, -1)[0]``, the posterior mean, and whose loss
+        joins PPO's; the forward model gets them detached (``tf.stop_gradient``), as for "idf".
+        The VAE sees the observations themselves (categorical MiniGrid codes; see its module),
+        not the whitened ones: the code whitens its input, which a categorical likelihood
+        does not need. ``layernorm`` is refused with it, as the code asserts.
+    For any other feature space, pass an encoder: ``features=<nn.Module with out_dim and
         forward(obs) -> [B, out_dim]>`` (or a callable), given the raw observations; an encoder
         with ``loss(obs, actions, next_obs)`` is trained by that loss beside the forward model
         (as the code trains the VAE with the dynamics), one without is used as it is.
@@ -70,9 +78,16 @@ Example:
     torch.Size([8, 4])
     >>> sorted(bonus.update(batch))
     ['losses/dynamics_forward', 'losses/dynamics_inverse']
+    >>> vae = Dynamics(features="vae", feature_size=8, hidden_size=32, residual_blocks=1)
+    >>> vae.setup(gym.spaces.Box(0, 10, (7, 7, 3), np.uint8), gym.spaces.Discrete(7), 4)
+    >>> vae.compute(batch).shape, sorted(vae.update(batch))
+    (torch.Size([8, 4]), ['losses/dynamics_features', 'losses/dynamics_forward'])
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -80,7 +95,13 @@ from torch import Tensor
 
 from explora.bonuses._shared import FeatureCuriosity, Features, flat_transitions
 from explora.bonuses.base import Transitions
-from explora.models.dynamics import CuriosityFeatures, EnsembleForwardModel, check_features
+from explora.models.dynamics import (
+    CuriosityFeatures,
+    EnsembleForwardModel,
+    check_features,
+    check_space,
+)
+from explora.models.vae import VAE, VAEFeatures
 
 __all__ = ["Dynamics", "Features", "check_features"]
 
@@ -90,18 +111,21 @@ class Dynamics(FeatureCuriosity):
     phi(s'))^2``.
 
     Args:
-        features: "raw", "random", "idf", "vae" (not yet available), or an encoder object (an
-            ``nn.Module`` with ``out_dim`` and ``forward(obs) -> [B, out_dim]``, or a callable);
-            see the module docstring.
+        features: "raw", "random", "idf", "vae", or an encoder object (an ``nn.Module`` with
+            ``out_dim`` and ``forward(obs) -> [B, out_dim]``, or a callable); see the module
+            docstring.
         learning_rate: Adam step size of the forward model (and of trained features).
         update_epochs: passes over the rollout per ``update``.
         num_minibatches: gradient steps per epoch.
-        feature_size: dimension of "random" and "idf" features.
+        feature_size: dimension of "random", "idf" and "vae" features.
         hidden_size: width of the feature MLP and of the forward model.
         residual_blocks: residual blocks of the forward model.
         layernorm: layer-normalise the features (not "raw").
         max_grad_norm: global gradient-norm clip (None: no clipping, as the code).
         warmup_steps: random-policy steps per env whose observations fix the whitening.
+        vae_args: more keyword arguments of ``explora.models.vae.VAE`` for ``features="vae"``
+            (its ``latent_dim``, ``hidden_size`` and ``learning_rate`` come from the arguments
+            above); None for its defaults.
 
     ``setup`` builds the networks and the optimiser; ``state_dict`` holds them, the whitening
     and warm-up statistics, the optimiser's and the generator's state: call ``setup`` before
@@ -122,10 +146,28 @@ class Dynamics(FeatureCuriosity):
         layernorm: bool = False,
         max_grad_norm: float | None = None,
         warmup_steps: int = 128,
+        vae_args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        vae = isinstance(features, str) and features == "vae"
+        if vae and layernorm:
+            raise ValueError(
+                "layernorm applies to random or inverse-dynamics features, not to 'vae' ones "
+                "(large-scale curiosity asserts the same: the VAE's features are already scaled)"
+            )
+        if vae_args and not vae:
+            raise ValueError(f"vae_args apply to features='vae' only, got features={features!r}")
+        for name in ("latent_dim", "hidden_size", "learning_rate"):
+            if name in (vae_args or {}):
+                raise ValueError(
+                    f"vae_args must not set {name!r}: it comes from Dynamics' "
+                    f"{'feature_size' if name == 'latent_dim' else name}"
+                )
+        self.vae_args = dict(vae_args) if vae_args else None
         self._init_features(
-            features=features,
+            # "vae" is built in setup, once the observation space is known; until then the
+            # checks of a random embedding's settings stand in for it
+            features="random" if vae else features,
             learning_rate=learning_rate,
             update_epochs=update_epochs,
             num_minibatches=num_minibatches,
@@ -136,10 +178,26 @@ class Dynamics(FeatureCuriosity):
             max_grad_norm=max_grad_norm,
             warmup_steps=warmup_steps,
         )
+        if vae:
+            self.features = "vae"
+            self._given = ["vae"]
         self.forward_model: EnsembleForwardModel | None = None
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Build the features, the forward model, the optimiser and the warm-up statistics."""
+        if self.features == "vae":
+            check_space(observation_space, "dynamics")
+            self._given = [
+                VAEFeatures(
+                    VAE(
+                        observation_space,
+                        latent_dim=self.feature_size,
+                        hidden_size=self.hidden_size,
+                        learning_rate=self.learning_rate,
+                        **(self.vae_args or {}),
+                    )
+                )
+            ]
         phi = self._setup_features(observation_space, action_space, "dynamics")
         self.forward_model = EnsembleForwardModel(
             1, phi.out_dim, action_space, self.hidden_size, self.residual_blocks

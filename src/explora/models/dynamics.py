@@ -316,16 +316,18 @@ class ForwardModel(nn.Module):
 
 FEATURE_KINDS = ("raw", "random", "idf", "vae")
 VAE_MISSING = (
-    "features='vae' needs the VAE model (explora.models.vae), which does not exist yet; until "
-    "it does, pass the encoder itself: features=<an nn.Module with an out_dim attribute and "
-    "forward(obs) -> [B, out_dim]> (give it loss(obs, actions, next_obs) -> a scalar tensor to "
-    "have it trained alongside the forward model), or any callable obs -> [B, d]"
+    "features='vae' is the dynamics bonus's (dynamics features=vae: a VAE trained beside the "
+    "forward model, explora.models.vae); here pass the encoder itself: features=<an nn.Module "
+    "with an out_dim attribute and forward(obs) -> [B, out_dim]> (give it loss(obs, actions, "
+    "next_obs) -> a scalar tensor to have it trained alongside the forward model), or any "
+    "callable obs -> [B, d]"
 )
 
 
 def check_features(features: Any) -> str:
     """The name a run config records for ``features`` (the kind, or ``"<ClassName>"`` of an
-    encoder object); raises ``ValueError`` for "vae" (not yet available) and unknown values."""
+    encoder object); raises ``ValueError`` for "vae" (only the dynamics bonus builds a VAE)
+    and unknown values."""
     if isinstance(features, str):
         if features == "vae":
             raise ValueError(VAE_MISSING)
@@ -491,7 +493,8 @@ class CuriosityFeatures(nn.Module):
         "idf": the embedding of an ``InverseDynamics`` model, trained by the inverse loss only:
             ``loss`` hands the forward model detached features, as the code's
             ``tf.stop_gradient`` does.
-        "vae": not yet available (raises ``ValueError`` naming what to pass instead).
+        "vae": the dynamics bonus only (``bonuses/dynamics.py``); elsewhere raises ``ValueError``
+        naming what to pass instead.
         an encoder object: an ``nn.Module`` with ``out_dim`` and ``forward(obs) -> [B, d]`` (its
             parameters join this module's ``state_dict``), or any callable ``obs -> [B, d]``,
             given the raw observations. With a method ``loss(obs, actions, next_obs)`` returning
