@@ -63,6 +63,7 @@ def train(
     algo_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
     bonus_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
     env_args: Annotated[list[str], tyro.conf.arg(metavar="KEY=VALUE")] = [],  # noqa: B006
+    device: str | None = None,
 ) -> None:
     """Train an agent, optionally with a curiosity bonus, and write a run directory.
 
@@ -83,6 +84,8 @@ def train(
         bonus_args: bonus hyper-parameters, e.g. learning_rate=1e-3.
         env_args: arguments of the env, e.g. map_name=8x8 is_slippery=false (FrozenLake) or
             dict_obs=true (MiniGrid's image, direction and mission).
+        device: where PPO's networks run: cpu (default), cuda, cuda:<index> or auto (cuda
+            when torch sees a GPU; needs a CUDA build of torch).
     """
     from explora.train import train as run_training
 
@@ -101,6 +104,7 @@ def train(
         algo_args=_parse_pairs(algo_args, "--algo-args"),
         bonus_args=_parse_pairs(bonus_args, "--bonus-args"),
         env_kwargs=_parse_pairs(env_args, "--env-args"),
+        device=device,
     )
     run_dir = Path(summary["run_dir"])
     shown = {
@@ -113,7 +117,9 @@ def train(
             "final_return",
             "success_rate",
             "unique_states",
+            "rooms",
         )
+        if k in summary
     }
     print(json.dumps(shown, indent=2))
     print(f"summary:        {run_dir / 'summary.json'}")
@@ -447,11 +453,21 @@ def main(argv: list[str] | None = None) -> int:
 
     Only the errors that bad input raises (``ValueError`` and its subclasses, an existing run
     ``FileExistsError``, a locked store) become one ``explora: error:`` line; any other
-    exception is a bug and keeps its traceback.
+    exception is a bug and keeps its traceback. ``explora --version`` prints ``explora <version>``.
     """
     from explora.agents import TrainingDiverged
     from explora.bench.sweep import SweepLocked
 
+    if (sys.argv[1:] if argv is None else argv) in (["--version"], ["-V"]):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"explora {version('explora')}")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from explora import __version__
+
+            print(f"explora {__version__}")
+        return 0
     try:
         tyro.extras.subcommand_cli_from_dict(
             {

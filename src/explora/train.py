@@ -30,6 +30,7 @@ from explora.bonuses import (
 )
 from explora.bonuses.obs_key import for_env
 from explora.envs import check_env_id, make, measure_env_fps
+from explora.envs.atari import LastFrame, atari_task, rnd_on_last_frame
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.presets import bonus_preset
 from explora.runs.episodes import DEEP_SEA_SOLVED_BELOW
@@ -95,6 +96,7 @@ def train(
     algo_args: dict[str, Any] | None = None,
     bonus_args: dict[str, Any] | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``env`` with an optional curiosity ``bonus``; returns the summary.
 
@@ -116,6 +118,8 @@ def train(
         env_kwargs: arguments of the env, passed to ``explora.envs.make`` (gymnasium.make,
             EnvPool or the native envs), e.g. ``{"map_name": "8x8", "is_slippery": False}``;
             recorded in ``config.json``. One the env does not take raises ``ValueError``.
+        device: where PPO's networks run: cpu (the default), cuda, cuda:<index> or auto
+            (``PPOConfig.device``); the other algos run on the CPU.
     """
     if not isinstance(algo, str) or algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(sorted(ALGOS))}")
@@ -144,6 +148,11 @@ def train(
     if num_envs is not None:
         overrides["num_envs"] = num_envs
     overrides["seed"] = seed
+    if device is not None:
+        if "device" in {f.name for f in dataclasses.fields(ALGOS[algo].config)}:
+            overrides["device"] = device
+        elif device != "cpu":
+            raise ValueError(f"device {device!r}: {algo} runs on the CPU only; use --algo ppo")
     config = algo_config(algo, env, overrides)
     config.check()
     if out is None:
@@ -164,6 +173,9 @@ def train(
     }
     # DeepSea's solved rule: the agent's setting where it has one (DQNConfig), else bsuite's
     threshold = getattr(config, "solved_threshold", DEEP_SEA_SOLVED_BELOW)
+    if bonus is not None and atari_task(env) is not None:
+        bonus = rnd_on_last_frame(bonus)  # as the RND paper: the newest frame (envs/atari.py)
+        record["bonus_frames"] = "last" if isinstance(bonus, LastFrame) else "all"
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend, **env_kwargs)
     try:
         ALGOS[algo].check_env(algo, vec_env, config)
@@ -216,7 +228,18 @@ def train(
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "run_dir": str(Path(out)),
         }
-        run.finish(summary, result.get("visits"), result.get("episodes"), result.get("bonus_map"))
+        frame_skip = getattr(vec_env, "frame_skip", None)  # Atari: 4 emulator frames a step
+        if frame_skip is not None:
+            summary["emulator_frames"] = result["frames"] * frame_skip
+        if getattr(vec_env, "has_rooms", False):  # Montezuma: unique_states counts rooms
+            summary["rooms"] = result["unique_states"]
+        run.finish(
+            summary,
+            result.get("visits"),
+            result.get("episodes"),
+            result.get("bonus_map"),
+            pictures=result.get("pictures"),
+        )
         return summary
     finally:
         vec_env.close()

@@ -56,6 +56,7 @@ from explora.bonuses.obs_key import for_env
 from explora.envs.base import EnvStep, VecEnv, random_actions
 from explora.models.encoders import BoundsRescale, layer_init, make_encoder
 from explora.runs.episodes import EpisodeTracker
+from explora.runs.pictures import PictureRecorder
 
 INT_ENDS = ("continue", "final-obs")
 LOSS_NAMES = (
@@ -144,6 +145,10 @@ class PPOConfig:
     """CPU threads for torch (0: torch's default). One is fastest for the small networks here on
     2 cores (PPO+RND on DoorKey-8x8 measured 15.2k frames/s with 1, 8.8k with 2), and it leaves
     the other core to EnvPool"""
+    device: str = "cpu"
+    """where the agent's networks run: cpu, cuda, cuda:<index> or auto (cuda when torch sees a
+    GPU). A bonus that is a torch module (RND) is moved there too and must move its inputs
+    itself, as RND does; rollout buffers and other bonuses stay on the CPU"""
     checkpoint_every: int = 50
     """updates between checkpoints (a final one is always written)"""
     seed: int = 0
@@ -168,6 +173,7 @@ class PPOConfig:
         for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        resolve_device(self.device)
         if self.int_end not in INT_ENDS:
             raise ValueError(
                 f"unknown int_end {self.int_end!r}; choose one of: {', '.join(INT_ENDS)}"
@@ -182,6 +188,29 @@ class PPOConfig:
                 f"total_frames {self.total_frames} is less than one rollout "
                 f"(num_envs * num_steps = {self.batch_size})"
             )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device`` of a ``PPOConfig.device`` name; ValueError for an unknown name or a GPU
+    torch cannot see.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"unknown device {name!r}; choose one of: cpu, cuda, cuda:<index>, auto")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r}: torch sees no GPU (CUDA build of torch and a driver needed; "
+            f"torch {torch.__version__}); use device cpu or auto"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 class ActorCritic(nn.Module):
@@ -325,7 +354,14 @@ def train_ppo(
         bonus.setup(obs_space, act_space, cfg.num_envs)  # fails here, before any step
     rng = np.random.default_rng(cfg.seed)
 
-    agent = ActorCritic(obs_space, act_space, cfg)
+    device = resolve_device(cfg.device)
+    agent = ActorCritic(obs_space, act_space, cfg).to(device)
+    if device.type != "cpu":  # a bonus's torch modules follow the agent (PPOConfig.device)
+        part: Any = bonus
+        while part is not None and not isinstance(part, nn.Module):
+            part = vars(part).get("inner")
+        if part is not None:
+            part.to(device)
     # fused: one kernel for all parameters, measured 2.5x cheaper per step than the default
     params = list(agent.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
@@ -383,6 +419,7 @@ def train_ppo(
     keys_buf = torch.zeros(T, N, dtype=torch.int64)  # the env's state keys, where it has them
     has_keys = False
     pos_buf = np.full((T, N, 2), -1, dtype=np.int64)  # grid cell reached, for the bonus map
+    pictures = PictureRecorder.for_bonus(bonus, env.grid_shape, seed=cfg.seed)  # None: no model
     if agent.continuous:  # the bonus sees the actions the env took, the update the sampled ones
         assert isinstance(act_space, gym.spaces.Box)
         low, high = torch.from_numpy(act_space.low), torch.from_numpy(act_space.high)
@@ -424,8 +461,9 @@ def train_ppo(
         for t in range(T):
             obs_t = torch.from_numpy(next_obs_np)
             with torch.no_grad():
-                policy_out, value = agent(obs_t)
+                policy_out, value = agent(obs_t.to(device))
                 action, logp = agent.sample(policy_out)
+                action, logp, value = action.cpu(), logp.cpu(), value.cpu()
             env_actions = _env_actions(action, act_space)
             env.step_async(env_actions)
             obs_buf[t] = obs_t
@@ -444,7 +482,7 @@ def train_ppo(
 
         # ---- values of successors --------------------------------------------------------
         with torch.no_grad():
-            last_values = agent.values(torch.from_numpy(next_obs_np))
+            last_values = agent.values(torch.from_numpy(next_obs_np).to(device)).cpu()
             next_values = continuing_next_values(values_buf, last_values)
             # The extrinsic return stops at an episode end: its successor is the true final
             # observation (bootstrapped after a truncation, zeroed after a termination).
@@ -452,7 +490,7 @@ def train_ppo(
             if ended_at:
                 ts = torch.cat([torch.full((len(ids),), t) for t, ids in ended_at])
                 ns = torch.cat([torch.from_numpy(ids) for _, ids in ended_at])
-                ext_next_values[ts, ns] = agent.values(next_obs_buf[ts, ns])[:, 0]
+                ext_next_values[ts, ns] = agent.values(next_obs_buf[ts, ns].to(device))[:, 0].cpu()
 
         batch = Transitions(
             obs=obs_buf,
@@ -477,8 +515,10 @@ def train_ppo(
         ret_int = torch.zeros_like(ret_ext)
         int_metrics: dict[str, float] = {}
         if bonus is not None:
-            raw_int = bonus.compute(batch).float()
+            raw_int = bonus.compute(batch).float().cpu()
             tracker.add_bonus(pos_buf, raw_int.numpy())
+            if pictures is not None:
+                pictures.record(next_obs_buf, pos_buf)
             int_scale.update(raw_int)
             int_rewards = raw_int / int_scale.std
             if cfg.int_episodic or cfg.int_end == "final-obs":
@@ -486,7 +526,8 @@ def train_ppo(
                 # (with int_end="final-obs" a termination does not zero it: episodic=False)
                 int_next = next_values[..., 1].clone()
                 if ended_at:
-                    int_next[ts, ns] = agent.values(next_obs_buf[ts, ns])[:, 1].detach()
+                    int_values = agent.values(next_obs_buf[ts, ns].to(device))[:, 1]
+                    int_next[ts, ns] = int_values.detach().cpu()
                 int_ends = (term_buf, trunc_buf)
             else:  # continuing: no episode end exists for the intrinsic return
                 int_next = next_values[..., 1]
@@ -512,17 +553,17 @@ def train_ppo(
         # The bonus trains meanwhile, on its own thread (PPOConfig.bonus_thread).
         start_job = _in_thread if cfg.bonus_thread else _at_once
         bonus_job = start_job(bonus.update, batch) if bonus is not None else None
-        b_obs = obs_buf.reshape(-1, *obs_shape)
-        b_actions = actions_buf.reshape(-1, *agent.action_shape)
-        b_logp = logp_buf.reshape(-1)
-        b_adv = advantages.reshape(-1)
-        b_ret = torch.stack([ret_ext, ret_int], dim=-1).reshape(-1, 2)
-        b_values = values_buf.reshape(-1, 2)
+        b_obs = obs_buf.reshape(-1, *obs_shape).to(device)  # (.to: no copy on the CPU)
+        b_actions = actions_buf.reshape(-1, *agent.action_shape).to(device)
+        b_logp = logp_buf.reshape(-1).to(device)
+        b_adv = advantages.reshape(-1).to(device)
+        b_ret = torch.stack([ret_ext, ret_int], dim=-1).reshape(-1, 2).to(device)
+        b_values = values_buf.reshape(-1, 2).to(device)
         stats: list[Tensor] = []
         mb = cfg.minibatch_size
         heads = 2 if bonus is not None else 1  # the intrinsic head trains only with a bonus
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(cfg.batch_size)
+            perm = torch.randperm(cfg.batch_size).to(device)
             for start in range(0, cfg.batch_size - mb + 1, mb):
                 idx = perm[start : start + mb]
                 policy_out, value = agent(b_obs[idx])
@@ -596,4 +637,5 @@ def train_ppo(
         **tracker.result(frames, wall, env.has_success, bonus),
         "last_metrics": summary_metrics,
         "agent": agent,
+        "pictures": pictures.pictures() if pictures is not None else None,
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 import gymnasium
 
+from explora.envs.atari import atari_task
 from explora.envs.bandits import parse_bandit_id
 from explora.envs.base import EnvStep, VecEnv, measure_env_fps
 from explora.envs.noisy_tv import NOISY_TV_IDS, NoisyTV, noisy_tv_base, noisy_tv_base_kwargs
@@ -48,6 +49,9 @@ ENV_FAMILIES: dict[str, str] = {
     "the seed; otherwise as Bandit-Bernoulli-<K>",
     "<any gymnasium id>": "anything gymnasium.make can build (CartPole-v1, Pendulum-v1, your "
     "own registered envs), stepped by gymnasium.vector",
+    "ALE/<Game>-v5": "Atari games on EnvPool (also <Game>-v5), with the RND paper's "
+    "preprocessing: 84x84 grey, 4 stacked frames, sticky actions 0.25, 4500-step episodes "
+    "(explora.envs.atari); Montezuma's Revenge reports rooms",
     "<module>:<id>": "import <module> (which registers its envs with gymnasium), then make "
     "<id> as above, e.g. mypkg.envs:MyEnv-v0",
 }
@@ -193,6 +197,10 @@ def check_env_id(env_id: str, backend: str | None = None) -> str:
                 )
                 raise ValueError(f"module {module!r} did not register an env {name!r}; {listed}")
         return check_env_id(name, backend)
+    if atari_task(env_id) is not None:
+        if backend == "gymnasium":
+            raise ValueError(f"{env_id!r} runs on EnvPool only; drop backend='gymnasium'")
+        return "envpool"
     tv_base = noisy_tv_base(env_id)  # an unknown NoisyTV id raises ValueError naming them
     if tv_base is not None:
         return check_env_id(tv_base, backend)
@@ -289,6 +297,10 @@ def _build(env_id: str, chosen: str, num_envs: int, seed: int, kwargs: dict[str,
 
         _check_fits(env_id, size * size * num_envs, num_envs)
         return DeepSea(size, num_envs, seed=seed, **kwargs)
+    if chosen == "envpool" and atari_task(env_id) is not None:
+        from explora.envs.atari import EnvPoolAtari
+
+        return EnvPoolAtari(env_id, num_envs, seed=seed, **kwargs)
     if chosen == "envpool":
         from explora.envs.minigrid import EnvPoolMiniGrid
 

@@ -77,9 +77,11 @@ class EpisodeTracker:
             return np.where(self.bonus_count > 0, self.bonus_sum / self.bonus_count, np.nan)
 
     def record_positions(self, info: dict[str, np.ndarray]) -> None:
-        if self.visits is None or "agent_pos" not in info:
+        # map_cell: a coarse map's cell (Atari: the room), counted like a position but, unlike
+        # agent_pos, no state key for the bonuses
+        pos = info.get("agent_pos", info.get("map_cell"))
+        if self.visits is None or pos is None:
             return
-        pos = info["agent_pos"]
         rows, cols = pos[:, 0], pos[:, 1]
         inside = (rows >= 0) & (rows < self.visits.shape[0]) & (cols >= 0)
         inside &= cols < self.visits.shape[1]

@@ -11,6 +11,10 @@ Layout::
     RUN/visitation.npy       agent-position counts, for grid worlds
     RUN/bonus_map.npy        mean raw intrinsic reward per grid cell (runs with a bonus)
     RUN/episodes.csv         every finished episode: frames at its end, return, length, success
+    RUN/rooms.png            rooms visited so far against frames, and rooms_map.png the steps
+                             spent in each room (Montezuma's Revenge: summary["rooms"])
+    RUN/code_map.*, codebook_usage.png, reconstructions.*   what a bonus's generative model
+                             learned (``explora.runs.pictures``)
 """
 
 from __future__ import annotations
@@ -172,7 +176,8 @@ def read_checkpoint(file: Path, config: dict[str, Any]) -> dict[str, Any]:
     naming the file and what is wrong, never an unpickling traceback."""
     fix = "pass --overwrite to start the run again, or choose a new --out"
     try:
-        state = torch.load(file, weights_only=False)
+        # on the CPU whatever device wrote it (PPOConfig.device): load_state_dict moves it
+        state = torch.load(file, weights_only=False, map_location="cpu")
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means a damaged file
@@ -420,9 +425,11 @@ class RunDir:
         visits: np.ndarray | None = None,
         episodes: list[tuple[int, float, int, float]] | None = None,
         bonus_map: np.ndarray | None = None,
+        pictures: Any = None,
     ) -> Path:
         """Write ``summary.json``, the learning curve, visitation counts, the mean raw bonus
-        per grid cell (``bonus_map.npy``, NaN where none was paid) and the episode list."""
+        per grid cell (``bonus_map.npy``, NaN where none was paid), the episode list and the
+        bonus's ``pictures`` (an ``explora.runs.pictures.Pictures``)."""
         self.close()
         if visits is not None:
             np.save(self.path / "visitation.npy", visits)
@@ -439,6 +446,8 @@ class RunDir:
                 writer = csv.writer(f)
                 writer.writerow(["frames", "return", "length", "success"])
                 writer.writerows(episodes)
+        if pictures is not None:
+            pictures.write(self.path, title=f"on {summary.get('env')}")
         if self._tv_fraction is not None:
             summary["tv_fraction"] = self._tv_fraction  # in place: the caller returns it too
         (self.path / SUMMARY).write_text(json.dumps(_jsonable(summary), indent=2))
@@ -447,6 +456,8 @@ class RunDir:
             self.path / "learning_curve.png",
             title=str(summary.get("env", self.path.name)),
         )
+        if summary.get("rooms") is not None:
+            plot_rooms(self.path / METRICS, visits, self.path, title=str(summary.get("env")))
         return self.path / SUMMARY
 
     def close(self) -> None:
@@ -570,3 +581,34 @@ def plot_learning_curve(
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def plot_rooms(
+    metrics_csv: Path, visits: np.ndarray | None, out_dir: Path, title: str = ""
+) -> None:
+    """``rooms.png``: rooms visited so far (``charts/unique_states`` of an env that counts
+    rooms) against frames; ``rooms_map.png``: steps spent in each room of ``visits`` (the
+    env's map of rooms; never-visited rooms light grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = read_metrics(metrics_csv) if metrics_csv.exists() else {}
+    rooms = cols.get("charts/unique_states")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if rooms is not None:
+        ok = np.isfinite(rooms)
+        ax.step(cols["frames"][ok], rooms[ok], where="post", color="tab:purple")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("rooms visited")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "rooms.png", dpi=100)
+    plt.close(fig)
+    if visits is not None:
+        steps = np.where(visits > 0, visits, np.nan).astype(np.float64)
+        plot_grid_map(
+            steps, out_dir / "rooms_map.png", title=f"steps per room: {title}", label="steps"
+        )
