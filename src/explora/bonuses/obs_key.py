@@ -18,21 +18,18 @@ from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
-from torch import Tensor
 
 from explora.bonuses.base import Bonus, Transitions
+from explora.bonuses.view import ObservationView
 
 
-class ObsKey:
+class ObsKey(ObservationView):
     """``inner`` seeing only the part ``key`` (None: the layout's default, the image) of a
     flattened Dict observation's ``obs`` and ``next_obs``."""
 
     def __init__(self, inner: Bonus, key: str | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.key = key
-        self.episodic = inner.episodic
-        self.warmup_steps = inner.warmup_steps
         self._layout: Any = None
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
@@ -51,38 +48,11 @@ class ObsKey:
             batch, obs=layout.view(batch.obs, key), next_obs=layout.view(batch.next_obs, key)
         )
 
-    def observe(self, step: Transitions) -> None:
-        self.inner.observe(self._view(step))
-
-    def compute(self, batch: Transitions) -> Tensor:
-        return self.inner.compute(self._view(batch))
-
-    def update(self, batch: Transitions) -> dict[str, float]:
-        return self.inner.update(self._view(batch))
-
-    def start_new_episodes(self, envs: np.ndarray) -> None:
-        hook = getattr(self.inner, "start_new_episodes", None)
-        if hook is not None:
-            hook(envs)
-
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "key": self.key}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
-
-    def train(self, mode: bool = True) -> ObsKey:
-        if hasattr(self.inner, "train"):
-            self.inner.train(mode)
-        return self
-
-    def eval(self) -> ObsKey:
-        return self.train(False)
-
-    def __getattr__(self, name: str) -> Any:  # num_unique, count_key, ... of the inner bonus
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 def for_env(bonus: Bonus | None, observation_space: gym.Space) -> Bonus | None:

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from explora.bonuses.view import ObservationView
 from explora.envs.base import EnvStep, VecEnv
 
 if TYPE_CHECKING:
@@ -258,7 +259,7 @@ class EnvPoolAtari(VecEnv):
         self._env.close()
 
 
-class LastFrame:
+class LastFrame(ObservationView):
     """``inner`` seeing only the newest frame of stacked observations: ``obs`` and
     ``next_obs`` ``[T, N, H, W, K]`` reach it as ``[T, N, H, W, 1]``, and it is set up on that
     space. The RND paper's target and predictor read the last frame alone, whitened with
@@ -270,11 +271,6 @@ class LastFrame:
         >>> from explora.bonuses import RND
         >>> bonus = LastFrame(RND())
     """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.episodic = inner.episodic
-        self.warmup_steps = inner.warmup_steps
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         space = observation_space
@@ -289,39 +285,6 @@ class LastFrame:
         return dataclasses.replace(
             batch, obs=batch.obs[..., -1:], next_obs=batch.next_obs[..., -1:]
         )
-
-    def observe(self, step: Any) -> None:
-        self.inner.observe(self._view(step))
-
-    def compute(self, batch: Any) -> Any:
-        return self.inner.compute(self._view(batch))
-
-    def update(self, batch: Any) -> dict[str, float]:
-        return self.inner.update(self._view(batch))
-
-    def start_new_episodes(self, envs: np.ndarray) -> None:
-        hook = getattr(self.inner, "start_new_episodes", None)
-        if hook is not None:
-            hook(envs)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any:
-        return self.inner.load_state_dict(state)
-
-    def train(self, mode: bool = True) -> LastFrame:
-        if hasattr(self.inner, "train"):
-            self.inner.train(mode)
-        return self
-
-    def eval(self) -> LastFrame:
-        return self.train(False)
-
-    def __getattr__(self, name: str) -> Any:  # num_unique, count_key, ... of the inner bonus
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 def rnd_on_last_frame(bonus: Bonus) -> Bonus:
