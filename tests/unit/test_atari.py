@@ -199,6 +199,9 @@ def test_tiny_ppo_rnd_run_on_montezuma_writes_rooms(tmp_path):
     for name in ("rooms.png", "rooms_map.png", "visitation.npy", "learning_curve.png"):
         assert (out / name).exists(), name
     assert np.load(out / "visitation.npy").shape == (4, 9)
+    # the bonus map is per room: the first room (pyramid row 0, column 4) was paid a bonus
+    bonus_map = np.load(out / "bonus_map.npy")
+    assert bonus_map.shape == (4, 9) and np.isfinite(bonus_map[0, 4])
 
 
 def test_killed_atari_run_resumes_from_its_checkpoint(tmp_path):

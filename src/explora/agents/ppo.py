@@ -438,8 +438,9 @@ def train_ppo(
             ended_at.append((t, np.flatnonzero(ended)))
         tracker.step(step, at)
         if bonus is not None:
-            if "agent_pos" in step.info:
-                pos_buf[t] = step.info["agent_pos"]
+            cell = step.info.get("agent_pos", step.info.get("map_cell"))  # map_cell: a room
+            if cell is not None:
+                pos_buf[t] = cell
             one = Transitions.one_step(obs, actions, step)
             if one.state_keys is not None:
                 keys_buf[t] = one.state_keys[0]
