@@ -395,13 +395,15 @@ def test_noveld_first_visits_follow_state_keys() -> None:
     assert bonus.count_key == "state"
 
 
-@pytest.mark.parametrize("name", ["noveld", "ride", "e3b"])
+@pytest.mark.parametrize("name", ["noveld", "ride", "e3b", "e3b-vae"])
 def test_state_dict_round_trip_carries_the_episodes_in_progress(name: str) -> None:
     # long episodes, with one end in the checkpoint's rollout: the counts and C^-1 that travel
     # with the checkpoint matter afterwards
     steps = end_episode(rollout(16, 3, seed=6, ends=0.0), 9, env=1)
 
     def fresh() -> Bonus:
+        if name == "e3b-vae":
+            return make("e3b", embedding="vae", feature_size=8)
         return make(name, warmup_steps=4) if name == "noveld" else make(name)
 
     torch.manual_seed(0)
@@ -475,3 +477,28 @@ def test_registered_and_episodic() -> None:
         assert BONUSES[name][0] is cls
         bonus = make_bonus(name)
         assert isinstance(bonus, Bonus) and bonus.episodic
+
+
+def test_e3b_with_a_vae_embedding_scores_the_vae_posterior_mean_and_trains_the_vae() -> None:
+    torch.manual_seed(0)
+    bonus = E3B(feature_size=8, embedding="vae")
+    bonus.setup(GRID, ACTIONS, num_envs=3)
+    steps = rollout(6, 3, seed=3, ends=0.0)
+    got = run(bonus, steps)
+    vae = bonus.idm.vae  # type: ignore[union-attr]
+    with torch.no_grad():  # the first obs folded in unpaid, then each next_obs scored
+        seen = [vae.mean(steps[0].obs[0])]
+        expected = torch.zeros(6, 3, dtype=torch.float64)
+        for t, s in enumerate(steps):
+            u = vae.mean(s.next_obs[0])
+            for i in range(3):
+                rows = [x[i] for x in seen]
+                expected[t, i] = u[i].double() @ _explicit(0.1, rows) @ u[i].double()
+            seen.append(u)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-5)
+    before = [p.detach().clone() for p in vae.parameters()]
+    metrics = bonus.update(batch(steps))
+    assert "losses/e3b_vae" in metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, vae.parameters(), strict=True))
+    with pytest.raises(ValueError, match="unknown embedding 'pixels'; choose one of"):
+        E3B(embedding="pixels")

@@ -13,9 +13,12 @@ embeddings it has seen, and pays a state by how far it lies outside their ellips
 so that C^-1 is always (lambda I + sum_k u_k u_k^T)^-1 over the episode's embeddings so far,
 without a d x d inversion per step. phi is an embedding trained only by inverse dynamics
 (``explora.models.dynamics.InverseDynamics``: cross-entropy of g(phi(s), phi(s')) -> a).
-All env copies are updated together: C^-1 is one ``[N, d, d]`` buffer and a step is two batched
-matrix products, with no loop over envs. C^-1 resets to I / lambda exactly at that env copy's
-episode end (after the final observation is scored).
+``embedding="vae"`` (not in the paper; an ablation of what phi should ignore) takes instead the
+posterior mean of a VAE (``explora.models.vae``) trained by its own loss on the rollout's
+observations: a generative model's features for the elliptical count. All env copies are
+updated together: C^-1 is one ``[N, d, d]`` buffer and a step is two batched matrix products,
+with no loop over envs. C^-1 resets to I / lambda exactly at that env copy's episode end (after
+the final observation is scored).
 
 Alignment with the official code, checked in both versions. The official actors embed the
 observation *before* each step and write its bonus to the step's reward slot, so the reward of
@@ -80,6 +83,9 @@ from explora.bonuses._shared import (
 from explora.bonuses.base import Transitions
 from explora.bonuses.visits import pending_batch
 from explora.models.dynamics import InverseDynamics, check_actions, check_space
+from explora.models.vae import VAE, VAEFeatures
+
+EMBEDDINGS = ("inverse-dynamics", "vae")
 
 
 def elliptical_update(cov_inverse: Tensor, phi: Tensor) -> Tensor:
@@ -102,6 +108,10 @@ class E3B(nn.Module):
         feature_size: d, the size of phi.
         hidden_size: width of phi's MLP and of the inverse model.
         max_grad_norm: gradient-norm clip (None: no clip).
+        embedding: "inverse-dynamics" (the paper's) or "vae": phi is the posterior mean of a
+            VAE (``explora.models.vae``, latent size ``feature_size``) trained by its own
+            loss on the rollout's observations instead of an inverse model (an ablation: the
+            paper's point is that inverse dynamics ignores what the agent cannot control).
 
     Attributes:
         cov_inverse: ``[N, d, d]`` buffer, each env copy's C^-1 for its current episode.
@@ -121,8 +131,13 @@ class E3B(nn.Module):
         feature_size: int = 64,
         hidden_size: int = 128,
         max_grad_norm: float | None = 40.0,
+        embedding: str = "inverse-dynamics",
     ) -> None:
         super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(
+                f"unknown embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}"
+            )
         if not ridge > 0:
             raise ValueError(f"ridge must be > 0 (C_0 = ridge * I is inverted), got {ridge}")
         if not 0.0 < update_proportion <= 1.0:
@@ -135,8 +150,9 @@ class E3B(nn.Module):
         self.feature_size = feature_size
         self.hidden_size = hidden_size
         self.max_grad_norm = max_grad_norm
+        self.embedding = embedding
         self.episodic = True
-        self.idm: InverseDynamics | None = None
+        self.idm: InverseDynamics | VAEFeatures | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator()
         self.register_buffer("cov_inverse", torch.zeros(0, feature_size, feature_size))
@@ -147,9 +163,13 @@ class E3B(nn.Module):
         """Check the spaces; build phi, the inverse model, the optimiser and C^-1 = I / lambda."""
         check_space(observation_space, "e3b")
         check_actions(action_space, "e3b")
-        self.idm = InverseDynamics(
-            observation_space, action_space, self.feature_size, self.hidden_size
-        )
+        if self.embedding == "vae":
+            vae = VAE(observation_space, latent_dim=self.feature_size, hidden_size=self.hidden_size)
+            self.idm = VAEFeatures(vae)
+        else:
+            self.idm = InverseDynamics(
+                observation_space, action_space, self.feature_size, self.hidden_size
+            )
         self.optimizer = torch.optim.Adam(
             self.idm.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
@@ -161,7 +181,7 @@ class E3B(nn.Module):
     def _initial(self) -> Tensor:
         return torch.eye(self.feature_size) / self.ridge
 
-    def _model(self) -> tuple[InverseDynamics, torch.optim.Optimizer]:
+    def _model(self) -> tuple[InverseDynamics | VAEFeatures, torch.optim.Optimizer]:
         if self.idm is None or self.optimizer is None:
             raise RuntimeError("call setup() before using E3B")
         return self.idm, self.optimizer
@@ -185,7 +205,7 @@ class E3B(nn.Module):
         views = step.next_obs[0]
         if len(starting):
             views = torch.cat([views, step.obs[0][starting]])
-        phi = idm.embed(views)
+        phi = idm.embed(views) if isinstance(idm, InverseDynamics) else idm(views)
         if len(starting):
             cov = self.cov_inverse[starting]
             elliptical_update(cov, phi[num_envs:])
@@ -211,7 +231,7 @@ class E3B(nn.Module):
 
         def step(idx: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
             loss = idm.loss(obs[idx], actions[idx], next_obs[idx])
-            return loss, {"losses/e3b_inverse": loss}
+            return loss, {f"losses/e3b_{self.embedding.split('-')[0]}": loss}
 
         params = list(idm.parameters())
         return train_rollout(self, optimizer, params, obs.shape[0], step, self.update_proportion)
