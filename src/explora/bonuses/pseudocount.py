@@ -95,6 +95,12 @@ out views; one seed; numbers from the run of 2026-11-30 unless said):
 State: the model, RMSprop's state (``get_extra_state``), the minibatch generator and ``trained``
 (``n``) are in ``state_dict``; there is no per-episode state (a lifelong bonus, like RND).
 
+Code drift: none to handle. Nothing is stored per state: each view's pseudo-count is read
+afresh from the current model (its density before and after one virtual step), so a view's
+count moves only as the model's density of it moves, which is what a density-model count
+means (Bellemare et al. 2016). What does change as the model trains is the scale of the gain;
+the ``c n^(-1/2)`` decay is the papers' answer to it, kept.
+
 Cost: per rollout, one forward and one per-sample backward per distinct view (``chunk_size``
 rows per ``vmap`` call), a second forward for ``rho'``, and ``ceil(T * N / 256)`` training
 steps; distinct views are the cost (random-policy DoorKey-8x8 rollouts hold 355-386 distinct
