@@ -478,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                 "list": list_choices,
             },
             prog="explora",
-            description="Exploration in deep RL: curiosity bonuses on fast vectorised envs.",
+            description="Exploration in deep RL: curiosity bonuses on fast vectorised envs. "
+            "`explora --version` prints the version.",
             args=argv,
         )
     except SystemExit as exit_:  # tyro's usage errors (it prints them, no traceback), --help
