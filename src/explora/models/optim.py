@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,3 +59,41 @@ def copy_weights(dst: nn.Module, src: nn.Module) -> None:
     """``dst.load_state_dict(src.state_dict())`` for two modules of the same shape (a target
     network), without building the state dicts."""
     torch._foreach_copy_([*dst.parameters(), *dst.buffers()], [*src.parameters(), *src.buffers()])
+
+
+def training_state(
+    optimizer: torch.optim.Optimizer | None, generator: torch.Generator
+) -> dict[str, Any]:
+    """``{"optimizer": its state_dict (None before setup), "generator": its state}``, for a
+    bonus's ``get_extra_state``."""
+    return {
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "generator": generator.get_state(),
+    }
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a copy of ``saved`` into ``optimizer``: ``Optimizer.load_state_dict`` keeps the
+    given moment tensors, so two bonuses loaded from one state would share Adam's moments."""
+    optimizer.load_state_dict(copy.deepcopy(saved))
+
+
+def load_training_state(
+    state: dict[str, Any],
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer | Callable[[], torch.optim.Optimizer],
+) -> None:
+    """Restore what ``training_state`` saved into ``generator`` and the optimiser.
+
+    ``optimizer`` is either the optimiser itself (the caller has checked that the bonus is set
+    up): ``state`` must then hold its state, loaded before the generator's; or a function that
+    returns it (raising before ``setup``): the generator is restored first and the function is
+    called only where ``state`` holds an optimiser state (not in one saved before ``setup``).
+    """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        load_optimizer_state(optimizer, state["optimizer"])
+        generator.set_state(state["generator"])
+        return
+    generator.set_state(state["generator"])
+    if state.get("optimizer") is not None:
+        load_optimizer_state(optimizer(), state["optimizer"])

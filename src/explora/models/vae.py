@@ -133,7 +133,6 @@ Example (fit on a batch of observations, then read the posterior means):
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -145,6 +144,7 @@ from torch.nn import functional as F
 
 from explora.models.dynamics import Embedding, check_space, input_dim, obs_features
 from explora.models.encoders import layer_init
+from explora.models.optim import load_training_state, training_state
 from explora.models.vqvae import _categories
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -585,12 +585,10 @@ class VAE(nn.Module):
         return result
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+        return training_state(self.optimizer, self.generator)
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        # copied so that two models loaded from one state do not share Adam's moment tensors
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.generator.set_state(state["generator"])
+        load_training_state(state, self.generator, self.optimizer)
 
 
 class VAEFeatures(nn.Module):

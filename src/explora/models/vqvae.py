@@ -76,7 +76,6 @@ Example (fit on a batch of observations, then read its codes):
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -93,6 +92,7 @@ from explora.models.dynamics import (
     obs_features,
 )
 from explora.models.encoders import layer_init
+from explora.models.optim import load_training_state, training_state
 
 MAX_CLASSES = 32  # an integer Box with more values per element is reconstructed as a float
 
@@ -497,12 +497,10 @@ class VQVAE(nn.Module):
         return result
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+        return training_state(self.optimizer, self.generator)
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        # copied so that two models loaded from one state do not share Adam's moment tensors
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.generator.set_state(state["generator"])
+        load_training_state(state, self.generator, self.optimizer)
 
 
 def code_map(
