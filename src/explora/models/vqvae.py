@@ -519,16 +519,32 @@ def code_map(
         (4, 5, 1)
     """
     codes = model.codes(views).cpu().numpy()
-    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+    return most_frequent_code(codes, np.asarray(positions), grid_shape)
+
+
+def most_frequent_code(
+    codes: np.ndarray, positions: np.ndarray, grid_shape: tuple[int, int]
+) -> np.ndarray:
+    """``[H, W, G]`` int64: at each grid cell, the most frequent row of ``codes`` ``[B, G]``
+    among those taken at ``positions`` ``[B, 2]`` (row, col); ties go to the row seen first;
+    -1 where none was taken.
+
+    Example:
+        >>> most_frequent_code(np.array([[1], [2], [2], [5]]),
+        ...                    np.array([[0, 0], [0, 0], [0, 0], [1, 1]]), (2, 2))[..., 0]
+        array([[ 2, -1],
+               [-1,  5]])
+    """
+    codes = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1)
     height, width = grid_shape
     out = np.full((height, width, codes.shape[1]), -1, dtype=np.int64)
     if len(codes) == 0:
         return out
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
     flat = pos[:, 0] * width + pos[:, 1]
-    # count each (position, tuple) pair, then keep the most frequent tuple per position
     pairs = np.concatenate([flat[:, None], codes], axis=1)
     uniq, first, counts = np.unique(pairs, axis=0, return_index=True, return_counts=True)
-    order = np.lexsort((first, -counts, uniq[:, 0]))  # by position, most frequent, first seen
+    order = np.lexsort((first, -counts, uniq[:, 0]))  # by cell, most frequent, first seen
     ranked = uniq[order]
     keep = np.concatenate([[True], ranked[1:, 0] != ranked[:-1, 0]])
     best = ranked[keep]

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor
 
 from explora.bonuses.visits import byte_keys
+from explora.models.vqvae import most_frequent_code
 from explora.runs.rundir import METRICS, read_metrics
 
 CHANNEL_CLASSES = (11, 6, 3)  # object, colour and state codes of MiniGrid's view
@@ -319,36 +320,6 @@ def _device(method: Callable[..., Any]) -> torch.device:
         for tensor in (*owner.parameters(), *owner.buffers()):
             return tensor.device
     return torch.device("cpu")
-
-
-def most_frequent_code(
-    codes: np.ndarray, positions: np.ndarray, grid_shape: tuple[int, int]
-) -> np.ndarray:
-    """``[H, W, G]`` int64: at each grid cell, the most frequent row of ``codes`` ``[B, G]``
-    among those taken at ``positions`` ``[B, 2]`` (row, col); ties go to the row seen first;
-    -1 where none was taken.
-
-    Example:
-        >>> most_frequent_code(np.array([[1], [2], [2], [5]]),
-        ...                    np.array([[0, 0], [0, 0], [0, 0], [1, 1]]), (2, 2))[..., 0]
-        array([[ 2, -1],
-               [-1,  5]])
-    """
-    codes = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1)
-    height, width = grid_shape
-    out = np.full((height, width, codes.shape[1]), -1, dtype=np.int64)
-    if len(codes) == 0:
-        return out
-    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
-    flat = pos[:, 0] * width + pos[:, 1]
-    pairs = np.concatenate([flat[:, None], codes], axis=1)
-    uniq, first, counts = np.unique(pairs, axis=0, return_index=True, return_counts=True)
-    order = np.lexsort((first, -counts, uniq[:, 0]))  # by cell, most frequent, first seen
-    ranked = uniq[order]
-    keep = np.concatenate([[True], ranked[1:, 0] != ranked[:-1, 0]])
-    best = ranked[keep]
-    out.reshape(-1, codes.shape[1])[best[:, 0]] = best[:, 1:]
-    return out
 
 
 # -- drawing -------------------------------------------------------------------------------------
