@@ -29,9 +29,11 @@ from explora.bonuses import (
     make_bonus,
 )
 from explora.bonuses.obs_key import for_env
+from explora.bonuses.view import NewestFrame
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.atari import LastFrame, atari_task, rnd_on_last_frame
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
+from explora.envs.frame_stack import FrameStack
 from explora.presets import bonus_preset
 from explora.runs.episodes import DEEP_SEA_SOLVED_BELOW
 from explora.runs.rundir import RunDir, check_out_dir, frames_to_success
@@ -155,6 +157,12 @@ def train(
             raise ValueError(f"device {device!r}: {algo} runs on the CPU only; use --algo ppo")
     config = algo_config(algo, env, overrides)
     config.check()
+    stack = getattr(config, "frame_stack", 1)
+    if stack > 1 and atari_task(env) is not None:
+        raise ValueError(
+            f"frame_stack={stack}: Atari envs stack their frames already "
+            "(--env-args stack_num=K sets how many)"
+        )
     if out is None:
         out = Path("runs") / f"{env}-{algo}-{(name or 'none').replace('*', 'x')}-s{seed}"
     check_out_dir(out, overwrite, resume)
@@ -177,6 +185,14 @@ def train(
         bonus = rnd_on_last_frame(bonus)  # as the RND paper: the newest frame (envs/atari.py)
         record["bonus_frames"] = "last" if isinstance(bonus, LastFrame) else "all"
     vec_env = make(env, num_envs=config.num_envs, seed=seed, backend=backend, **env_kwargs)
+    if stack > 1:
+        try:
+            vec_env = FrameStack(vec_env, stack)
+        except ValueError:
+            vec_env.close()
+            raise
+        if bonus is not None:  # a bonus sees the newest view alone
+            bonus = NewestFrame(bonus, channels=vec_env.channels)
     try:
         ALGOS[algo].check_env(algo, vec_env, config)
         if bonus is not None:

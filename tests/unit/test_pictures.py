@@ -192,3 +192,25 @@ def test_report_shows_the_pictures_of_one_run(run: dict[str, Any], tmp_path: Pat
     ]
     for data, _ in images:
         assert base64.b64decode(data).startswith(PNG)
+
+
+@pytest.mark.parametrize(
+    ("algo", "frames", "algo_args"),
+    [("dqn", 1_024, {}), ("ppo", 4_096, {"frame_stack": 3})],
+    ids=["dqn", "ppo-stacked"],
+)
+def test_pictures_of_other_agents_and_stacked_views(
+    algo: str, frames: int, algo_args: dict[str, Any], tmp_path: Path
+) -> None:
+    # DQN records its steps in blocks; a stacked policy's bonus model reads the newest view:
+    # both give pictures of single 7x7x3 views, and codes at exactly the cells reached
+    out = tmp_path / algo
+    explora.train(
+        ENV, bonus="vqcount", algo=algo, frames=frames, seed=0, out=out, progress=False,
+        algo_args=algo_args,
+    )  # fmt: skip
+    pairs = np.load(out / "reconstructions.npz")
+    assert pairs["views"].shape[1:] == (7, 7, 3) and len(pairs["views"]) >= 2
+    code_map = np.load(out / "code_map.npy")
+    visits = np.load(out / "visitation.npy")
+    assert ((code_map[..., 0] >= 0) == (visits > 0)).all()

@@ -61,6 +61,7 @@ from explora.envs.base import VecEnv
 from explora.models.ensemble import INITS, EnsembleQ, as_inputs
 from explora.models.optim import copy_weights, flush_denormals
 from explora.runs.episodes import EpisodeTracker
+from explora.runs.pictures import PictureRecorder
 
 EXPLORATION = ("epsilon-greedy", "boltzmann", "noisy", "thompson-heads")
 LOSSES = ("huber", "mse")
@@ -406,6 +407,7 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
             common.restart_bonus_episodes(bonus, N)
     start_time, frames_at_start = time.perf_counter(), frames
     log_every_steps = max(1, cfg.log_every // N)
+    pictures = PictureRecorder.for_bonus(bonus, env.grid_shape, seed=cfg.seed)  # None: no model
     losses: list[Tensor] = []
     summary_metrics: dict[str, float] = {}
 
@@ -487,6 +489,8 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
                 int_rewards = r.numpy()
                 if "agent_pos" in step.info:
                     tracker.add_bonus(step.info["agent_pos"], int_rewards)
+            if pictures is not None:
+                pictures.record_step(step.final_obs, step.info.get("agent_pos"))
         masks = rng.binomial(1, cfg.mask_prob, size=(N, K)).astype(np.float32) if K > 1 else None
         replay.add(obs, actions, step.reward, step.terminated, step.truncated, step.final_obs,
                    int_rewards, masks)  # fmt: skip
@@ -539,4 +543,5 @@ def _train_dqn(env: VecEnv, config: DQNConfig, bonus: Bonus | None, run: Any) ->
         **tracker.result(frames, wall, env.has_success, bonus),
         "last_metrics": summary_metrics,
         "agent": net,
+        "pictures": pictures.pictures() if pictures is not None else None,
     }

@@ -135,6 +135,10 @@ class PPOConfig:
     the final observation and cut the chain (see the module docstring and docs/trust.md)"""
     encoder: str = "auto"
     """observation encoder: auto, grid-cnn, pixel-cnn or mlp"""
+    frame_stack: int = 1
+    """views the policy sees, stacked on the channel axis (``explora.envs.frame_stack``): a
+    memory for partially observed grids; bonuses still see the newest view alone. Image
+    observations only; Atari stacks its 4 frames already (``--env-args stack_num=K``)"""
     hidden: int = 64
     """width of the actor and critic heads"""
     bonus_thread: bool = True
@@ -170,7 +174,7 @@ class PPOConfig:
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work, before anything is built."""
-        for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size"):
+        for name in ("num_envs", "num_steps", "update_epochs", "minibatch_size", "frame_stack"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         resolve_device(self.device)

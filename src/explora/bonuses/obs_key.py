@@ -14,12 +14,11 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
 
-from explora.bonuses.base import Bonus, Transitions
+from explora.bonuses.base import Bonus
 from explora.bonuses.view import ObservationView
 
 
@@ -42,11 +41,8 @@ class ObsKey(ObservationView):
         self.key = self.key or layout.default_key()
         self.inner.setup(layout.part(self.key).space, action_space, num_envs)
 
-    def _view(self, batch: Transitions) -> Transitions:
-        layout, key = self._layout, self.key
-        return replace(
-            batch, obs=layout.view(batch.obs, key), next_obs=layout.view(batch.next_obs, key)
-        )
+    def view_obs(self, obs: Any) -> Any:
+        return self._layout.view(obs, self.key)
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "key": self.key}

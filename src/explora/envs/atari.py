@@ -64,7 +64,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -72,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from explora.bonuses.view import ObservationView
+from explora.bonuses.view import NewestFrame
 from explora.envs.base import EnvStep, VecEnv
 
 if TYPE_CHECKING:
@@ -259,7 +258,7 @@ class EnvPoolAtari(VecEnv):
         self._env.close()
 
 
-class LastFrame(ObservationView):
+class LastFrame(NewestFrame):
     """``inner`` seeing only the newest frame of stacked observations: ``obs`` and
     ``next_obs`` ``[T, N, H, W, K]`` reach it as ``[T, N, H, W, 1]``, and it is set up on that
     space. The RND paper's target and predictor read the last frame alone, whitened with
@@ -272,19 +271,8 @@ class LastFrame(ObservationView):
         >>> bonus = LastFrame(RND())
     """
 
-    def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
-        space = observation_space
-        if not isinstance(space, gym.spaces.Box) or len(space.shape or ()) != 3:
-            raise ValueError(
-                f"LastFrame needs stacked frames [H, W, K] in a Box, got {observation_space}"
-            )
-        frame = gym.spaces.Box(space.low[..., -1:], space.high[..., -1:], dtype=space.dtype)
-        self.inner.setup(frame, action_space, num_envs)
-
-    def _view(self, batch: Any) -> Any:
-        return dataclasses.replace(
-            batch, obs=batch.obs[..., -1:], next_obs=batch.next_obs[..., -1:]
-        )
+    def __init__(self, inner: Bonus) -> None:
+        super().__init__(inner, channels=1)
 
 
 def rnd_on_last_frame(bonus: Bonus) -> Bonus:

@@ -70,7 +70,8 @@ class GridMLP(nn.Module):
     About 3x cheaper than ``GridCNN`` on a CPU: a PPO step on 512 samples (forward, backward,
     Adam, with the actor and critic heads) measured 1.6 ms against 5.1 ms, one thread. Width
     128: 256 cost 2.5 ms per step and solved DoorKey-8x8 no more reliably (README).
-    ``channel_max`` defaults to MiniGrid's largest object, colour and state codes (10, 5, 2).
+    ``channel_max`` defaults to MiniGrid's largest object, colour and state codes (10, 5, 2),
+    repeated for stacked views.
     """
 
     def __init__(
@@ -82,7 +83,8 @@ class GridMLP(nn.Module):
     ) -> None:
         super().__init__()
         height, width, channels = shape
-        scale = channel_max if len(channel_max) == channels else (255.0,) * channels
+        k, left = divmod(channels, len(channel_max))  # k views stacked (FrameStack)
+        scale = tuple(channel_max) * k if k and not left else (255.0,) * channels
         self.register_buffer("scale", 1.0 / torch.tensor(scale, dtype=torch.float32))
         self.net = nn.Sequential(
             layer_init(nn.Linear(height * width * channels, hidden)),

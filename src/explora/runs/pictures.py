@@ -100,9 +100,9 @@ def _method(obj: Any, name: str) -> Any:
 
 
 def picture_parts(bonus: Any, name: str = "") -> list[PicturePart]:
-    """The parts of ``bonus`` (looked through ``FirstVisit``, ``ObsKey`` and ``Sum``) that can
-    reconstruct observations or give their codes; empty when none can (a bonus's model exists
-    once it is set up).
+    """The parts of ``bonus`` (looked through ``FirstVisit``, ``Sum`` and the observation views
+    ``ObsKey``, ``NewestFrame``) that can reconstruct observations or give their codes; empty
+    when none can (a bonus's model exists once it is set up).
 
     Example:
         >>> import gymnasium as gym, numpy as np
@@ -114,7 +114,7 @@ def picture_parts(bonus: Any, name: str = "") -> list[PicturePart]:
     """
     from explora.bonuses.combine import Sum
     from explora.bonuses.episodic import FirstVisit
-    from explora.bonuses.obs_key import ObsKey
+    from explora.bonuses.view import ObservationView
 
     if bonus is None:
         return []
@@ -122,14 +122,13 @@ def picture_parts(bonus: Any, name: str = "") -> list[PicturePart]:
         return [p for term, inner in bonus.terms.items() for p in picture_parts(inner, term)]
     if isinstance(bonus, FirstVisit):
         return picture_parts(bonus.inner, name)
-    if isinstance(bonus, ObsKey):
+    if isinstance(bonus, ObservationView):
         parts = picture_parts(bonus.inner, name)
         for part in parts:
             inner_view = part.view
 
-            def view(obs: Tensor, wrapper: ObsKey = bonus, then: Any = inner_view) -> Tensor:
-                layout = wrapper._layout
-                return then(obs if layout is None else layout.view(obs, wrapper.key))
+            def view(obs: Tensor, wrapper: Any = bonus, then: Any = inner_view) -> Tensor:
+                return then(wrapper.view_obs(obs))
 
             part.view = view
         return parts
@@ -235,6 +234,7 @@ class PictureRecorder:
         self._store: Tensor | None = None  # [H * W, per_cell, *obs_shape]
         self._filled: np.ndarray | None = None  # [H * W, per_cell] bool
         self._last: Tensor | None = None  # the last rollout's next_obs [T, N, *obs_shape]
+        self._steps: list[tuple[np.ndarray, np.ndarray | None]] = []  # record_step's, pending
 
     @classmethod
     def for_bonus(
@@ -269,6 +269,25 @@ class PictureRecorder:
         self._store[torch.from_numpy(cells), torch.from_numpy(slots)] = flat[torch.from_numpy(idx)]
         self._filled[cells, slots] = True
 
+    def record_step(
+        self, next_obs: np.ndarray, positions: np.ndarray | None, every: int = 64
+    ) -> None:
+        """``record`` for an agent that steps one vector step at a time (DQN): ``next_obs``
+        ``[N, *obs_shape]`` and ``positions`` ``[N, 2]`` are kept and recorded ``every`` steps
+        at once, as one rollout (the reconstructions then draw on the last ``every`` steps)."""
+        self._steps.append((np.array(next_obs), None if positions is None else np.array(positions)))
+        if len(self._steps) >= every:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._steps:
+            return
+        obs = torch.from_numpy(np.stack([o for o, _ in self._steps]))
+        known = all(p is not None for _, p in self._steps)
+        positions = np.stack([p for _, p in self._steps]) if known else None  # type: ignore[misc]
+        self._steps = []
+        self.record(obs, positions)
+
     def _distinct_views(self, part: PicturePart) -> Tensor | None:
         """Up to ``num_views`` distinct views of the last rollout (as ``part`` reads them),
         spread evenly over their first appearances."""
@@ -284,6 +303,7 @@ class PictureRecorder:
     def pictures(self) -> Pictures:
         """Run the final models on the views kept: code maps, reconstructions. A part whose
         model fails here is left out with a warning: pictures never fail a finished run."""
+        self._flush()
         out = Pictures()
         for part in self.parts:
             try:
