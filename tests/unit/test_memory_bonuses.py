@@ -85,8 +85,27 @@ def test_knn_over_envs_equals_a_per_env_loop() -> None:
 
 def test_knn_finds_an_identical_key_at_exactly_zero() -> None:
     keys = torch.tensor([[[0.1, 0.7], [3.0, -2.0]]])
-    distances, _ = knn_sq_distances(torch.tensor([[3.0, -2.0]]), keys, torch.ones(1, 2).bool(), 1)
-    assert distances.tolist() == [[0.0]]
+    for norms in (None, keys.square().sum(-1)):
+        distances, _ = knn_sq_distances(
+            torch.tensor([[3.0, -2.0]]), keys, torch.ones(1, 2).bool(), 1, key_sq_norms=norms
+        )
+        assert distances.tolist() == [[0.0]]
+
+
+def test_knn_ranked_by_stored_norms_gives_the_exact_distances() -> None:
+    gen = torch.Generator().manual_seed(1)
+    n, rows, dim, k = 6, 300, 32, 10
+    keys = torch.randn(n, rows, dim, generator=gen) * 3
+    keys[0, 17] = 0.5  # a query's exact twin
+    queries = torch.randn(n, dim, generator=gen)
+    queries[0] = 0.5
+    lengths = torch.tensor([300, 0, 4, 10, 150, 299])
+    valid = torch.arange(rows) < lengths[:, None]
+    exact, found = knn_sq_distances(queries, keys, valid, k)
+    fast, fast_found = knn_sq_distances(queries, keys, valid, k, key_sq_norms=keys.square().sum(-1))
+    assert torch.equal(found, fast_found)
+    assert torch.equal(exact, fast)  # the same keys, their distances computed the same way
+    assert exact[0, 0] == 0.0
 
 
 def test_memory_fifo_overwrites_the_oldest_row_when_full() -> None:
@@ -340,6 +359,38 @@ def test_ngu_setup_rejects_what_it_cannot_take() -> None:
         NGU().setup(gym.spaces.Dict({"a": ACTIONS}), ACTIONS, 2)
     with pytest.raises(ValueError, match="max_multiplier"):
         NGU(max_multiplier=0.5)
+    with pytest.raises(ValueError, match="unknown embedding 'pixels'; choose one of"):
+        NGU(embedding="pixels")
+
+
+def test_ngu_with_a_vae_embedding_remembers_the_vae_posterior_mean_and_trains_the_vae() -> None:
+    torch.manual_seed(0)
+    ngu = NGU(embedding="vae", embedding_size=4, warmup_steps=0, num_neighbors=2)
+    ngu.setup(MINIGRID, ACTIONS, num_envs=2)
+    views = torch.randint(0, 6, (4, 2, 7, 7, 3), dtype=torch.uint8)
+    for t in range(3):
+        ngu.observe(step_of(views[t], views[t + 1]))
+    vae = ngu.idf.vae  # type: ignore[union-attr]
+    assert ngu.memory is not None
+    with torch.no_grad():  # each env's memory: its first view, then every view reached
+        for env in range(2):
+            want = vae.mean(views[:, env])
+            torch.testing.assert_close(ngu.memory.rows("phi")[env, :4], want)
+    batch = Transitions(
+        obs=views[:3],
+        actions=torch.zeros(3, 2, dtype=torch.long),
+        next_obs=views[1:],
+        ext_rewards=torch.zeros(3, 2),
+        terminated=torch.zeros(3, 2, dtype=torch.bool),
+        truncated=torch.zeros(3, 2, dtype=torch.bool),
+    )
+    ngu.compute(batch)
+    before = [p.detach().clone() for p in vae.parameters()]
+    metrics = ngu.update(batch)
+    assert "losses/ngu_vae" in metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, vae.parameters(), strict=True))
+    # no inverse model: any action space goes
+    NGU(embedding="vae").setup(MINIGRID, gym.spaces.MultiDiscrete([2, 2]), 2)
 
 
 # --- episodic curiosity --------------------------------------------------------------------------

@@ -83,9 +83,7 @@ from explora.bonuses._shared import (
 from explora.bonuses.base import Transitions
 from explora.bonuses.visits import pending_batch
 from explora.models.dynamics import InverseDynamics, check_actions, check_space
-from explora.models.vae import VAE, VAEFeatures
-
-EMBEDDINGS = ("inverse-dynamics", "vae")
+from explora.models.vae import VAEFeatures, check_embedding, episodic_embedding
 
 
 def elliptical_update(cov_inverse: Tensor, phi: Tensor) -> Tensor:
@@ -134,10 +132,7 @@ class E3B(nn.Module):
         embedding: str = "inverse-dynamics",
     ) -> None:
         super().__init__()
-        if embedding not in EMBEDDINGS:
-            raise ValueError(
-                f"unknown embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}"
-            )
+        check_embedding(embedding)
         if not ridge > 0:
             raise ValueError(f"ridge must be > 0 (C_0 = ridge * I is inverted), got {ridge}")
         if not 0.0 < update_proportion <= 1.0:
@@ -163,13 +158,9 @@ class E3B(nn.Module):
         """Check the spaces; build phi, the inverse model, the optimiser and C^-1 = I / lambda."""
         check_space(observation_space, "e3b")
         check_actions(action_space, "e3b")
-        if self.embedding == "vae":
-            vae = VAE(observation_space, latent_dim=self.feature_size, hidden_size=self.hidden_size)
-            self.idm = VAEFeatures(vae)
-        else:
-            self.idm = InverseDynamics(
-                observation_space, action_space, self.feature_size, self.hidden_size
-            )
+        self.idm = episodic_embedding(
+            self.embedding, observation_space, action_space, self.feature_size, self.hidden_size
+        )
         self.optimizer = torch.optim.Adam(
             self.idm.parameters(), lr=self.learning_rate, eps=1e-5, fused=True
         )
@@ -205,7 +196,7 @@ class E3B(nn.Module):
         views = step.next_obs[0]
         if len(starting):
             views = torch.cat([views, step.obs[0][starting]])
-        phi = idm.embed(views) if isinstance(idm, InverseDynamics) else idm(views)
+        phi = idm.embed(views)
         if len(starting):
             cov = self.cov_inverse[starting]
             elliptical_update(cov, phi[num_envs:])

@@ -96,6 +96,12 @@ frames/s (run first and last), NGU 1,182 (0.34-0.41), NGU with the smaller RND 1
 setting (MiniGrid-Empty-16x16, 16,384 frames, ``warmup_steps=16``; cells visited, seeds 0 / 2):
 184 / 190 with 256/128, 184 / 185 with 128/64, no bonus 142 / 135.
 
+``embedding="vae"`` (not in the paper; the generative-models ablation E3B has too) makes phi the
+posterior mean of a VAE (``explora.models.vae``, latent size ``embedding_size``) trained by its
+own loss on the rollout's observations, in place of the inverse model: the kNN then measures
+distance in what a generative model keeps of the view, controllable or not. The paper's
+controllable embedding is the default.
+
 Example:
     >>> import gymnasium as gym, numpy as np
     >>> ngu = NGU()
@@ -130,6 +136,7 @@ from explora.models.memory import (
     knn_sq_distances,
     ngu_episodic_reward,
 )
+from explora.models.vae import VAEFeatures, check_embedding, episodic_embedding
 
 
 class NGU(nn.Module):
@@ -146,6 +153,7 @@ class NGU(nn.Module):
         distance_momentum: momentum of d_m^2's moving average, per observed step.
         error_horizon: samples mu_err and sigma_err remember (None: all).
         embedding_size: dimension of phi.
+        embedding: "inverse-dynamics" (the paper's) or "vae" (a VAE's posterior mean).
         hidden_size: width of phi's and the inverse model's hidden layers.
         learning_rate: Adam step size of the inverse model.
         weight_decay: L2 weight of the inverse model (Adam's weight decay).
@@ -185,8 +193,10 @@ class NGU(nn.Module):
         rnd_hidden_size: int = 256,
         rnd_feature_size: int = 128,
         warmup_steps: int = 128,
+        embedding: str = "inverse-dynamics",
     ) -> None:
         super().__init__()
+        check_embedding(embedding)
         check_at_least_one(
             num_neighbors=num_neighbors,
             memory_capacity=memory_capacity,
@@ -228,6 +238,7 @@ class NGU(nn.Module):
         self.rnd_hidden_size = rnd_hidden_size
         self.rnd_feature_size = rnd_feature_size
         self.warmup_steps = warmup_steps
+        self.embedding = embedding
         self.episodic = True
         self.rnd = RND(
             learning_rate=rnd_learning_rate,
@@ -236,7 +247,7 @@ class NGU(nn.Module):
             feature_size=rnd_feature_size,
             warmup_steps=warmup_steps,
         )
-        self.idf: InverseDynamics | None = None
+        self.idf: InverseDynamics | VAEFeatures | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.err_rms = RunningMeanStd(max_count=error_horizon)
         self.distance_mean = MovingAverage(distance_momentum)
@@ -255,14 +266,15 @@ class NGU(nn.Module):
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Check the spaces; build RND, the inverse model, its optimiser and the memories."""
         check_space(observation_space, "ngu")
-        if not isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
+        inverse = self.embedding == "inverse-dynamics"
+        if inverse and not isinstance(action_space, gym.spaces.Discrete | gym.spaces.Box):
             raise ValueError(
                 f"ngu trains its embedding by inverse dynamics, which needs Discrete or Box "
                 f"actions, got {action_space}"
             )
         self.rnd.setup(observation_space, action_space, num_envs)
-        self.idf = InverseDynamics(
-            observation_space, action_space, self.embedding_size, self.hidden_size
+        self.idf = episodic_embedding(
+            self.embedding, observation_space, action_space, self.embedding_size, self.hidden_size
         )
         self.optimizer = torch.optim.Adam(
             self.idf.parameters(),
@@ -274,7 +286,7 @@ class NGU(nn.Module):
         self.memory = EpisodicMemory(
             num_envs,
             self.memory_capacity,
-            {"phi": ((self.embedding_size,), torch.float32)},
+            {"phi": ((self.embedding_size,), torch.float32), "sq_norm": ((), torch.float32)},
             replacement="fifo",
         )
         self.err_rms = RunningMeanStd(max_count=self.error_horizon)
@@ -283,7 +295,9 @@ class NGU(nn.Module):
         self._pending = []
         self.generator = seeded_generator()  # for minibatches
 
-    def _parts(self) -> tuple[InverseDynamics, torch.optim.Optimizer, EpisodicMemory]:
+    def _parts(
+        self,
+    ) -> tuple[InverseDynamics | VAEFeatures, torch.optim.Optimizer, EpisodicMemory]:
         if self.idf is None or self.optimizer is None or self.memory is None:
             raise RuntimeError("call setup() before using NGU")
         return self.idf, self.optimizer, self.memory
@@ -313,9 +327,13 @@ class NGU(nn.Module):
         if len(phi_start):
             rows = torch.zeros(self.num_envs, self.embedding_size)
             rows[starting] = phi_start
-            memory.add(starting, {"phi": rows})
+            memory.add(starting, {"phi": rows, "sq_norm": rows.square().sum(-1)})
         distances, found = knn_sq_distances(
-            phi_next, memory.rows("phi"), memory.valid(), self.num_neighbors
+            phi_next,
+            memory.rows("phi"),
+            memory.valid(),
+            self.num_neighbors,
+            key_sq_norms=memory.rows("sq_norm"),
         )
         if self.training and bool(found.any()):
             self.distance_mean.update(distances[found].mean())
@@ -328,7 +346,7 @@ class NGU(nn.Module):
             pseudo_count_constant=self.pseudo_count_constant,
             max_similarity=self.max_similarity,
         )
-        memory.add(~ended, {"phi": phi_next})
+        memory.add(~ended, {"phi": phi_next, "sq_norm": phi_next.square().sum(-1)})
         memory.reset(ended)  # the final obs closes its episode; nothing carries over
         self._starting = ended.clone()
         self._pending.append(reward)
@@ -381,7 +399,7 @@ class NGU(nn.Module):
 
         def step(idx: Tensor) -> tuple[Tensor, dict[str, Tensor | None]]:
             loss = idf.loss(obs[idx], actions[idx], next_obs[idx])
-            return loss, {"losses/ngu_inverse": loss}
+            return loss, {f"losses/ngu_{self.embedding.split('-')[0]}": loss}
 
         inverse = train_rollout(self, optimizer, list(idf.parameters()), obs.shape[0], step)
         return {

@@ -159,7 +159,12 @@ class EpisodicMemory:
 
 
 def knn_sq_distances(
-    queries: Tensor, keys: Tensor, valid: Tensor, k: int, chunk_rows: int = 2048
+    queries: Tensor,
+    keys: Tensor,
+    valid: Tensor,
+    k: int,
+    chunk_rows: int = 2048,
+    key_sq_norms: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Squared Euclidean distances from each env's query to its ``k`` nearest valid keys.
 
@@ -169,21 +174,44 @@ def knn_sq_distances(
         valid: ``[N, M]`` bool, which keys count.
         k: neighbours wanted.
         chunk_rows: memory rows per pass, so the ``[N, rows, D]`` temporary stays small.
+        key_sq_norms: ``[N, M]``, ``|key|^2`` of each key, kept beside the memory; given, the
+            neighbours are found by one batched matrix product (below).
 
     Returns:
         ``(distances, found)``, both ``[N, min(k, M)]`` and sorted nearest first: ``found`` is
         False (and the distance inf) where an env holds fewer than k valid keys.
 
-    All envs at once, as ``sum_d (x - q)^2``: exact (an identical key is at 0), and measured
-    faster on one CPU thread than the ``|q|^2 + |x|^2 - 2 q.x`` expansion, whose batched
-    matrix-vector product (N = 64, M = 256, D = 32) took 1.9 ms against 0.9 ms.
+    Without ``key_sq_norms``: all envs at once as ``sum_d (x - q)^2``, exact (an identical key
+    is at 0). With them, the ranking ``|x|^2 - 2 q.x`` (``|q|^2`` is the same for a whole row)
+    is one ``baddbmm``, then the k chosen keys' distances are taken exactly as above, so the
+    values returned are the exact ones (an identical key still at 0); only near-ties within
+    float32 rounding may pick a different but equally near key. Measured on one CPU thread,
+    N = 64 envs, D = 32, per query step: 0.39 ms against 1.35 ms at M = 640 rows (a long
+    DoorKey-8x8 episode), 0.17 against 0.49 at M = 256, 0.06 against 0.13 at M = 64 (the
+    ranking alone; the exact distances of the k chosen add a gather of ``[N, k, D]``).
     """
-    parts = [
-        (keys[:, i : i + chunk_rows] - queries.unsqueeze(1)).square().sum(-1)
-        for i in range(0, int(keys.shape[1]), chunk_rows)
-    ]
-    sq = torch.cat(parts, dim=1).masked_fill(~valid, float("inf"))
-    distances = sq.topk(min(k, int(keys.shape[1])), dim=1, largest=False, sorted=True).values
+    width = int(keys.shape[1])
+    kk = min(k, width)
+    if key_sq_norms is None:
+        parts = [
+            (keys[:, i : i + chunk_rows] - queries.unsqueeze(1)).square().sum(-1)
+            for i in range(0, width, chunk_rows)
+        ]
+        sq = torch.cat(parts, dim=1).masked_fill(~valid, float("inf"))
+        distances = sq.topk(kk, dim=1, largest=False, sorted=True).values
+        return distances, torch.isfinite(distances)
+    rank = torch.baddbmm(
+        key_sq_norms.unsqueeze(1), queries.unsqueeze(1), keys.transpose(1, 2), alpha=-2.0
+    ).squeeze(1)
+    idx = rank.masked_fill(~valid, float("inf")).topk(kk, dim=1, largest=False).indices
+    near = keys.gather(1, idx.unsqueeze(-1).expand(-1, -1, keys.shape[2]))
+    sq = (
+        (near - queries.unsqueeze(1))
+        .square()
+        .sum(-1)
+        .masked_fill(~valid.gather(1, idx), float("inf"))
+    )
+    distances = sq.sort(dim=1).values
     return distances, torch.isfinite(distances)
 
 

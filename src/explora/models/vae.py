@@ -142,7 +142,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from explora.models.dynamics import Embedding, check_space, input_dim, obs_features
+from explora.models.dynamics import (
+    Embedding,
+    InverseDynamics,
+    check_space,
+    input_dim,
+    obs_features,
+)
 from explora.models.encoders import layer_init
 from explora.models.optim import load_training_state, training_state
 from explora.models.vqvae import _categories
@@ -615,7 +621,37 @@ class VAEFeatures(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         return self.vae.mean(obs)
 
+    def embed(self, obs: Tensor) -> Tensor:
+        """``forward``, under ``InverseDynamics``'s name for it."""
+        return self.vae.mean(obs)
+
     def loss(self, obs: Tensor, actions: Tensor | None, next_obs: Tensor) -> Tensor:
         loss, _ = self.vae.loss(obs)
         self.vae.count_step()
         return loss
+
+
+EMBEDDINGS = ("inverse-dynamics", "vae")
+"""What phi of an episodic bonus (E3B, NGU) can be: the papers' inverse-dynamics embedding,
+or a VAE's posterior mean."""
+
+
+def check_embedding(embedding: str) -> None:
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {embedding!r}; choose one of: {', '.join(EMBEDDINGS)}")
+
+
+def episodic_embedding(
+    embedding: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    size: int,
+    hidden_size: int,
+) -> InverseDynamics | VAEFeatures:
+    """phi of an episodic bonus, ``size`` wide: ``InverseDynamics`` (its ``embed``, trained by
+    telling the action from (s, s')) or ``VAEFeatures`` (a VAE's posterior mean, trained by the
+    VAE's loss on s). Both have ``embed(obs)`` and ``loss(obs, actions, next_obs)``."""
+    check_embedding(embedding)
+    if embedding == "vae":
+        return VAEFeatures(VAE(observation_space, latent_dim=size, hidden_size=hidden_size))
+    return InverseDynamics(observation_space, action_space, size, hidden_size)
