@@ -240,3 +240,17 @@ def test_device_choices():
             PPOConfig(device="cuda").check()
     with pytest.raises(ValueError, match="CPU only"):
         explora.train("DeepSea-4", algo="dqn", device="cuda", frames=100, progress=False)
+
+
+def test_only_rnd_follows_the_agent_to_its_device():
+    from explora.agents.ppo import device_modules
+    from explora.bonuses import FirstVisit, make_bonus
+    from explora.bonuses.view import NewestFrame
+
+    rnd, other = RND(), RND()
+    assert device_modules(rnd) == [rnd]
+    assert device_modules(NewestFrame(FirstVisit(rnd), channels=1)) == [rnd]
+    both = make_bonus("rnd+icm")
+    assert [type(m).__name__ for m in device_modules(both)] == ["RND"]
+    assert device_modules(make_bonus("icm")) == [] and device_modules(None) == []
+    assert device_modules(LastFrame(other)) == [other]

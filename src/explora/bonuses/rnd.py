@@ -319,14 +319,15 @@ class RND(nn.Module):
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
-        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``.
+        """Squared prediction error on ``batch.next_obs``, summed over features: ``[T, N]``, on
+        ``batch.next_obs``'s device (whatever device RND's networks are on).
 
         The inputs are whitened with the statistics as they were before the steps observed
         since the last ``update`` (the rollout being scored): the paper's order."""
         target, predictor, _, _ = self._parts()
         x = self.inputs(batch.next_obs)
         error = (predictor(x) - target(x)).square().sum(dim=-1)
-        return error.reshape(batch.shape).to(torch.float32)
+        return error.reshape(batch.shape).to(device=batch.next_obs.device, dtype=torch.float32)
 
     def update(self, batch: Transitions) -> dict[str, float]:
         """Train the predictor on ``batch.next_obs`` ``[T, N, *obs_shape]``; returns the mean loss.
