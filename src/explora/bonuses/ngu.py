@@ -69,7 +69,9 @@ mean and std stand in.
 
 Memory and cost: the memories are one padded ``[N, rows, 32]`` tensor (``EpisodicMemory``) that
 grows by doubling up to the capacity, and one step's kNN is one batched computation for all N
-envs (``knn_sq_distances``). Embeddings are stored as computed when the state was reached (the
+envs (``knn_sq_distances``, ranked with the squared norms stored beside the embeddings: one
+``baddbmm`` per step, then the chosen neighbours' exact distances; 0.49-0.55 of plain PPO's
+frames/s on DoorKey-8x8 afterwards, from 0.44). Embeddings are stored as computed when the state was reached (the
 paper's actors do the same with an embedding network synced "once/episode"); they are not
 recomputed when phi trains. Time per step grows with the episode's length (MiniGrid's are at
 most a few hundred steps). Rough in-process figures (MiniGrid-DoorKey-8x8, PPO with the MiniGrid
