@@ -25,7 +25,7 @@ CASES = {
     "bootdqn": ["--env", "DeepSea-8", "--algo", "bootdqn", "--frames", "1600",
                 "--algo-args", "log_every=40", "checkpoint_every=2"],
 }  # fmt: skip
-TIMING = {"wall_time_s", "fps", "env_fps", "finished_at", "run_dir"}
+TIMING = {"wall_time_s", "fps", "env_fps", "finished_at", "run_dir", "resumed_from_frames"}
 TIMING_COLUMNS = {"charts/SPS", "time/rollout_s", "time/update_s"}
 
 
@@ -93,6 +93,9 @@ def test_killed_at_a_random_moment_resumes_bit_for_bit(tmp_path, case):
     assert {k: v for k, v in sa.items() if k not in TIMING} == {
         k: v for k, v in sb.items() if k not in TIMING
     }, why
+    # the resume is on record, at the frame count of the checkpoint it continued from
+    assert sa["resumed_from_frames"] == [] and len(sb["resumed_from_frames"]) == 1, why
+    assert 0 < sb["resumed_from_frames"][0] < sb["frames"], why
     rows_a, rows_b = _metric_rows(alone), _metric_rows(killed)
     assert [r["frames"] for r in rows_a] == [r["frames"] for r in rows_b], why  # none lost or twice
     assert rows_a == rows_b, why

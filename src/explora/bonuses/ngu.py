@@ -71,15 +71,15 @@ Memory and cost: the memories are one padded ``[N, rows, 32]`` tensor (``Episodi
 grows by doubling up to the capacity, and one step's kNN is one batched computation for all N
 envs (``knn_sq_distances``, ranked with the squared norms stored beside the embeddings: one
 ``baddbmm`` per step, then the chosen neighbours' exact distances; 0.49-0.55 of plain PPO's
-frames/s on DoorKey-8x8 afterwards, from 0.44). Embeddings are stored as computed when the state was reached (the
-paper's actors do the same with an embedding network synced "once/episode"); they are not
-recomputed when phi trains. Time per step grows with the episode's length (MiniGrid's are at
-most a few hundred steps). Rough in-process figures (MiniGrid-DoorKey-8x8, PPO with the MiniGrid
-preset, 64 envs x 32 steps, a 2-core machine shared with other jobs at load 15-20, so only
-ratios mean anything): 2.1-2.4x plain PPO's time per frame; per 2,048 frames the rollout took
-1.0 s against 0.05 s (per step: phi of N observations, the kNN, RND's statistics) and the update
-0.9-1.1 s against 0.53 s (RND and the inverse model train on the second thread while PPO
-updates, and take longer than it).
+frames/s on DoorKey-8x8 afterwards, from 0.44). Embeddings are stored as computed when the state
+was reached (the paper's actors do the same with an embedding network synced "once/episode");
+they are not recomputed when phi trains. Time per step grows with the episode's length
+(MiniGrid's are at most a few hundred steps). Rough in-process figures (MiniGrid-DoorKey-8x8,
+PPO with the MiniGrid preset, 64 envs x 32 steps, a 2-core machine shared with other jobs at
+load 15-20, so only ratios mean anything): 2.1-2.4x plain PPO's time per frame; per 2,048 frames
+the rollout took 1.0 s against 0.05 s (per step: phi of N observations, the kNN, RND's
+statistics) and the update 0.9-1.1 s against 0.53 s (RND and the inverse model train on the
+second thread while PPO updates, and take longer than it).
 
 Where the time goes (cProfile, DoorKey-8x8, 30k frames, bonus on the main thread, rough):
 ``update`` ~70% of the bonus's time (RND's update 63% of it, the inverse model 25%, and a

@@ -34,6 +34,7 @@ import torch
 
 CONFIG, METRICS, SUMMARY, CHECKPOINT = "config.json", "metrics.csv", "summary.json", "last.pt"
 EPISODES = "episodes.csv"
+RESUMES = "resumes.csv"
 RUN_STAMP = "run_config"
 """Checkpoint key holding the run's record (``_comparable``), so that a checkpoint copied into
 another run's directory is recognised as foreign before any agent reads it."""
@@ -403,7 +404,26 @@ class RunDir:
             return None
         self._drop_rows_after(int(state["frames"]))
         self._purge_step = int(state["frames"]) + 1
+        self._note_resume(int(state["frames"]))
         return state
+
+    def _note_resume(self, frames: int) -> None:
+        """Append to ``resumes.csv`` the frame count this process resumes from and when."""
+        file = self.path / RESUMES
+        new = not file.exists()
+        with file.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["frames", "resumed_at", "git_revision"])
+            writer.writerow([frames, time.strftime("%Y-%m-%dT%H:%M:%S"), git_revision() or ""])
+
+    def resumed_from(self) -> list[int]:
+        """The frame counts the run resumed from, in order (``resumes.csv``)."""
+        file = self.path / RESUMES
+        if not file.exists():
+            return []
+        with file.open(newline="") as f:
+            return [int(row["frames"]) for row in csv.DictReader(f)]
 
     def _drop_rows_after(self, frames: int) -> None:
         """Forget metric rows logged after the checkpoint: the resumed run logs them again."""
@@ -450,6 +470,7 @@ class RunDir:
             pictures.write(self.path, title=f"on {summary.get('env')}")
         if self._tv_fraction is not None:
             summary["tv_fraction"] = self._tv_fraction  # in place: the caller returns it too
+        summary["resumed_from_frames"] = self.resumed_from()  # in place too
         (self.path / SUMMARY).write_text(json.dumps(_jsonable(summary), indent=2))
         plot_learning_curve(
             self.path / METRICS,
