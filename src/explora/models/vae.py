@@ -151,7 +151,7 @@ from explora.models.dynamics import (
 )
 from explora.models.encoders import layer_init
 from explora.models.optim import load_training_state, training_state
-from explora.models.vqvae import _categories
+from explora.models.vqvae import CategoricalElements
 
 LOG_2PI = math.log(2.0 * math.pi)
 MIN_LOG_SCALE = math.log(1e-3)  # the Gaussian likelihood's smallest scale
@@ -356,21 +356,12 @@ class VAE(nn.Module):
         self.generator = torch.Generator()
         self.generator.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else int(seed))
 
-        categories = _categories(observation_space)
-        self.categorical = categories is not None
-        self.group_sizes: list[int] = []
-        if categories is not None:
-            classes, low = categories
-            self.register_buffer("classes", torch.as_tensor(classes), persistent=False)
-            self.register_buffer("low", torch.as_tensor(low), persistent=False)
-            # elements with the same class count share one [B, classes, members] block of
-            # logits (as explora.models.vqvae: one cross-entropy per group, classes first)
-            for i, size in enumerate(np.unique(classes).tolist()):
-                members = np.flatnonzero(classes == size)
-                self.register_buffer(f"group{i}", torch.as_tensor(members), persistent=False)
-                self.group_sizes.append(int(size))
-            body_space: gym.Space = gym.spaces.Box(-np.inf, np.inf, (len(classes),), np.float32)
-            out_dim = int(classes.sum())
+        self.elements = CategoricalElements.for_space(observation_space)
+        self.categorical = self.elements is not None
+        if self.elements is not None:
+            n = self.elements.num_elements
+            body_space: gym.Space = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
+            out_dim = self.elements.out_dim
         else:
             body_space = observation_space
             out_dim = input_dim(observation_space)
@@ -399,29 +390,12 @@ class VAE(nn.Module):
 
     # ---- inputs and outputs ----------------------------------------------------------------
 
-    def _targets(self, obs: Tensor) -> Tensor:
-        """Class index of each element: ``[B, *obs_shape]`` -> int64 ``[B, E]`` (clamped)."""
-        flat = obs.reshape(obs.shape[0], -1).long() - self.low
-        return torch.minimum(flat.clamp_min(0), self.classes - 1)
-
-    def _groups(self) -> list[tuple[int, Tensor]]:
-        return [(size, getattr(self, f"group{i}")) for i, size in enumerate(self.group_sizes)]
-
-    def _group_logits(self, out: Tensor) -> list[Tensor]:
-        """Decoder output ``[B, out]`` -> one ``[B, classes, members]`` block per group."""
-        blocks, start = [], 0
-        for size, members in self._groups():
-            width = size * len(members)
-            blocks.append(out[:, start : start + width].reshape(-1, size, len(members)))
-            start += width
-        return blocks
-
     def inputs(self, obs: Tensor) -> Tensor:
         """The encoder's inputs: class indices scaled to [0, 1] per element ``[B, E]``
         (categorical spaces), else the observations as they are (``Embedding`` takes them)."""
-        if not self.categorical:
+        if self.elements is None:
             return obs
-        return self._targets(obs).float() / (self.classes - 1).clamp_min(1).float()
+        return self.elements.inputs(obs)
 
     # ---- posterior ---------------------------------------------------------------------------
 
@@ -468,18 +442,13 @@ class VAE(nn.Module):
 
     def log_likelihood(self, obs: Tensor, out: Tensor) -> Tensor:
         """``[B]``: log p(x|z), summed over the elements, from decoder output ``out``."""
-        if not self.categorical:
+        if self.elements is None:
             assert self.log_scale is not None
             x = obs_features(obs, self.space)
             log_scale = self.log_scale.clamp_min(MIN_LOG_SCALE)
             z = (x - out) * torch.exp(-log_scale)
             return -(0.5 * z.square() + log_scale + 0.5 * LOG_2PI).sum(-1)
-        targets = self._targets(obs)
-        total = out.new_zeros(out.shape[0])
-        for (_, members), block in zip(self._groups(), self._group_logits(out), strict=True):
-            ce = F.cross_entropy(block, targets[:, members], reduction="none")  # [B, members]
-            total = total - ce.sum(-1)
-        return total
+        return -self.elements.cross_entropy(out, obs).sum(-1)
 
     def decode(self, z: Tensor) -> Tensor:
         """Decoder output for codes ``z`` ``[B, D]``: the logits of every element's classes
@@ -492,12 +461,9 @@ class VAE(nn.Module):
         space's values and dtype ``[B, *obs_shape]`` (categorical), or the Gaussian's means
         ``[B, input_dim]`` in ``obs_features``' scale."""
         out = self.decode(self.mean(obs))
-        if not self.categorical:
+        if self.elements is None:
             return out
-        classes = torch.empty(out.shape[0], len(self.classes), dtype=torch.int64)
-        for (_, members), block in zip(self._groups(), self._group_logits(out), strict=True):
-            classes[:, members] = block.argmax(1)
-        return (classes + self.low).reshape(obs.shape).to(obs.dtype)
+        return self.elements.values(self.elements.predict(out), obs)
 
     # ---- training ----------------------------------------------------------------------------
 

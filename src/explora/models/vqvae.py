@@ -83,6 +83,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from explora.models.dynamics import (
     MINIGRID_CHANNEL_MAX,
@@ -138,6 +139,87 @@ def _categories(space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:
     if classes.max() > MAX_CLASSES:
         return None
     return classes.astype(np.int64), low.astype(np.int64)
+
+
+class CategoricalElements(nn.Module):
+    """The flattened elements of a categorical observation (``_categories``), and a decoder's
+    logits over their classes: the output model both the VQ-VAE and the VAE use.
+
+    Elements with the same number of classes form a group whose logits are one contiguous block
+    of the decoder's output, viewed as ``[B, classes, members]``: classes first, because a
+    softmax over a short last axis ran ~9x slower on this CPU (43 ms against 4.8 ms for 512
+    MiniGrid views), and no gather or padding. The encoders read each element's class index
+    scaled to [0, 1] (MiniGrid: the features the agent's grid MLP sees); one-hot inputs cost 7x
+    more in the first layer. Its buffers are not saved: they follow from the space.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> cat = CategoricalElements.for_space(gym.spaces.MultiDiscrete([3, 2, 3]))
+        >>> cat.num_elements, cat.out_dim
+        (3, 8)
+        >>> cat.predict(torch.arange(8.0).unsqueeze(0)).tolist()  # logits 0..2 | 3..4 | 5..7
+        [[2, 1, 2]]
+    """
+
+    classes: Tensor
+    low: Tensor
+
+    def __init__(self, classes: np.ndarray, low: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("classes", torch.as_tensor(classes), persistent=False)
+        self.register_buffer("low", torch.as_tensor(low), persistent=False)
+        self.group_sizes: list[int] = []  # classes of each group of elements
+        for i, size in enumerate(np.unique(classes).tolist()):
+            members = np.flatnonzero(classes == size)
+            self.register_buffer(f"group{i}", torch.as_tensor(members), persistent=False)
+            self.group_sizes.append(int(size))
+        self.num_elements = len(classes)
+        self.out_dim = int(np.sum(classes))
+
+    @classmethod
+    def for_space(cls, space: gym.Space) -> CategoricalElements | None:
+        """The elements of ``space``, None when its observations are not categorical."""
+        categories = _categories(space)
+        return None if categories is None else cls(*categories)
+
+    def targets(self, obs: Tensor) -> Tensor:
+        """Class index of each element: ``[B, *obs_shape]`` -> int64 ``[B, E]`` (clamped)."""
+        flat = obs.reshape(obs.shape[0], -1).long() - self.low
+        return torch.minimum(flat.clamp_min(0), self.classes - 1)
+
+    def inputs(self, obs: Tensor) -> Tensor:
+        """An encoder's input ``[B, E]``: class indices scaled to [0, 1]."""
+        return self.targets(obs).float() / (self.classes - 1).clamp_min(1).float()
+
+    def blocks(self, out: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Decoder output ``[B, out_dim]`` -> ``(members, logits [B, classes, members])`` per
+        group of elements."""
+        blocks, start = [], 0
+        for i, size in enumerate(self.group_sizes):
+            members = getattr(self, f"group{i}")
+            width = size * len(members)
+            blocks.append((members, out[:, start : start + width].reshape(-1, size, len(members))))
+            start += width
+        return blocks
+
+    def cross_entropy(self, out: Tensor, obs: Tensor) -> Tensor:
+        """``[B, E]``: -log p(element's class) under the logits ``out``."""
+        targets = self.targets(obs)
+        ce = out.new_empty(targets.shape)
+        for members, block in self.blocks(out):
+            ce[:, members] = F.cross_entropy(block, targets[:, members], reduction="none")
+        return ce
+
+    def predict(self, out: Tensor) -> Tensor:
+        """Most likely class of each element, int64 ``[B, E]``."""
+        classes = torch.empty(out.shape[0], self.num_elements, dtype=torch.int64, device=out.device)
+        for members, block in self.blocks(out):
+            classes[:, members] = block.argmax(1)
+        return classes
+
+    def values(self, classes: Tensor, like: Tensor) -> Tensor:
+        """Class indices ``[B, E]`` as observations shaped and typed as ``like``."""
+        return (classes + self.low).reshape(like.shape).to(like.dtype)
 
 
 class VectorQuantizerEMA(nn.Module):
@@ -310,24 +392,10 @@ class VQVAE(nn.Module):
         self.num_latents = num_latents
         self.generator = torch.Generator()
         self.generator.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else int(seed))
-        categories = _categories(observation_space)
-        self.categorical = categories is not None
-        self.group_sizes: list[int] = []  # classes of each group of elements
-        if categories is not None:
-            classes, low = categories
-            self.register_buffer("classes", torch.as_tensor(classes), persistent=False)
-            self.register_buffer("low", torch.as_tensor(low), persistent=False)
-            # Elements with the same number of classes form a group whose logits are one
-            # contiguous block of the decoder's output, viewed as [B, classes, elements]:
-            # classes first, because a softmax over a short last axis ran ~9x slower on this
-            # CPU (43 ms against 4.8 ms for 512 MiniGrid views), and no gather or padding.
-            for i, size in enumerate(np.unique(classes).tolist()):
-                members = np.flatnonzero(classes == size)
-                self.register_buffer(f"group{i}", torch.as_tensor(members), persistent=False)
-                self.group_sizes.append(int(size))
-            # Inputs: each element's class index scaled to [0, 1] (MiniGrid: the features the
-            # agent's grid MLP sees). One-hot inputs cost 7x more in the first layer.
-            in_dim, out_dim = len(classes), int(classes.sum())
+        self.elements = CategoricalElements.for_space(observation_space)
+        self.categorical = self.elements is not None
+        if self.elements is not None:
+            in_dim, out_dim = self.elements.num_elements, self.elements.out_dim
         else:
             in_dim = out_dim = input_dim(observation_space)
         self.in_dim, self.out_dim = in_dim, out_dim
@@ -362,20 +430,17 @@ class VQVAE(nn.Module):
 
     # ---- inputs and outputs ----------------------------------------------------------------
 
-    def _targets(self, obs: Tensor) -> Tensor:
-        """Class index of each element, ``[B, *obs_shape]`` -> int64 ``[B, E]`` (clamped)."""
-        flat = obs.reshape(obs.shape[0], -1).long() - self.low
-        return torch.minimum(flat.clamp_min(0), self.classes - 1)
-
-    def _groups(self) -> list[tuple[int, Tensor]]:
-        return [(size, getattr(self, f"group{i}")) for i, size in enumerate(self.group_sizes)]
+    def _elements(self) -> CategoricalElements:
+        if self.elements is None:
+            raise RuntimeError("this VQ-VAE models a float observation: it has no classes")
+        return self.elements
 
     def inputs(self, obs: Tensor) -> Tensor:
         """Encoder input ``[B, in]``: class indices scaled to [0, 1] per element (categorical
         spaces) or ``obs_features``."""
-        if not self.categorical:
+        if self.elements is None:
             return obs_features(obs, self.space)
-        return self._targets(obs).float() / (self.classes - 1).clamp_min(1).float()
+        return self.elements.inputs(obs)
 
     def encode(self, obs: Tensor) -> Tensor:
         """Encoder outputs before quantisation: ``[B, *obs_shape]`` -> ``[B, G, D]``."""
@@ -387,31 +452,15 @@ class VQVAE(nn.Module):
         classes, group by group (categorical spaces), or the predicted features."""
         return self.decoder(quantized.reshape(quantized.shape[0], -1))
 
-    def _group_logits(self, out: Tensor) -> list[Tensor]:
-        """``[B, out]`` -> one ``[B, classes, members]`` block per group of elements."""
-        blocks, start = [], 0
-        for size, members in self._groups():
-            width = size * len(members)
-            blocks.append(out[:, start : start + width].reshape(-1, size, len(members)))
-            start += width
-        return blocks
-
     def predict(self, out: Tensor) -> Tensor:
         """Most likely class of each element, int64 ``[B, E]``, from decoder output ``[B, out]``."""
-        classes = torch.empty(out.shape[0], len(self.classes), dtype=torch.int64, device=out.device)
-        for (_, members), block in zip(self._groups(), self._group_logits(out), strict=True):
-            classes[:, members] = block.argmax(1)
-        return classes
+        return self._elements().predict(out)
 
     def reconstruction_loss(self, obs: Tensor, out: Tensor) -> Tensor:
         """Cross-entropy per element (categorical) or squared error per feature, averaged."""
-        if not self.categorical:
+        if self.elements is None:
             return (out - obs_features(obs, self.space)).square().mean()
-        targets = self._targets(obs)
-        total = out.new_zeros(())
-        for (_, members), block in zip(self._groups(), self._group_logits(out), strict=True):
-            total = total + nn.functional.cross_entropy(block, targets[:, members], reduction="sum")
-        return total / targets.numel()
+        return self.elements.cross_entropy(out, obs).mean()
 
     @torch.no_grad()
     def codes(self, obs: Tensor) -> Tensor:
@@ -425,9 +474,9 @@ class VQVAE(nn.Module):
         features ``[B, in]``."""
         quantized, _, _ = self.quantizer(self.encode(obs))
         out = self.decode(quantized)
-        if not self.categorical:
+        if self.elements is None:
             return out
-        return (self.predict(out) + self.low).reshape(obs.shape)
+        return (self.elements.predict(out) + self.elements.low).reshape(obs.shape)
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -479,8 +528,8 @@ class VQVAE(nn.Module):
             out = self.decode(quantized)
             losses.append(float(self.reconstruction_loss(chunk, out)) * len(chunk))
             all_codes.append(codes)
-            if self.categorical:
-                hit = self.predict(out) == self._targets(chunk)
+            if self.elements is not None:
+                hit = self.elements.predict(out) == self.elements.targets(chunk)
                 right += float(hit.float().mean(1).sum())
                 exact += float(hit.all(1).float().sum())
         codes = torch.cat(all_codes)
