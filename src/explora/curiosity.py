@@ -9,7 +9,11 @@ Three calls, on plain numpy arrays or torch tensors with a leading env axis ``[N
 
 ``reward`` shows the step to the bonus and returns ``int_coef * r / std`` per env, where ``r`` is
 the raw bonus and ``std`` the running standard deviation of its discounted return along time
-per env (``DiscountedReturnStd``, as in the RND paper; the mean is not subtracted). ``next_obs``
+per env (``DiscountedReturnStd``, as in the RND paper; the mean is not subtracted). One
+difference from explora's PPO, which folds a whole rollout into ``std`` and then divides every
+step of it: here ``std`` takes each step in before dividing that step, since a loop's reward is
+needed when the step happens. Both read the same running statistic; they differ by what one
+rollout changes in it, largest over the first rollouts. ``next_obs``
 must be the true successor of ``obs``: at an episode end, the episode's final observation, not
 the first observation of the next one (gymnasium's vector envs put it in ``info["final_obs"]``
 with same-step autoreset). With gymnasium's default next-step autoreset, the step that only
