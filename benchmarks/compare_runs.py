@@ -1,0 +1,105 @@
+"""Compare finished runs side by side: one Markdown table of their summaries and one picture of a
+metric against frames (e.g. the rooms Montezuma's Revenge runs visited).
+
+    python benchmarks/compare_runs.py runs/mz-ppo runs/mz-rnd \\
+        --metric charts/unique_states --label "rooms visited" --out docs/montezuma-rooms.png
+
+Each run is labelled by its bonus (``config.json``). The table gives frames, wall time, training
+frames/s, the env's raw frames/s of the same run, the final return, the metric's last value, and
+the frame counts a run resumed from after being stopped (``resumes.csv``; runs that predate that
+file show "-").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from explora.runs.rundir import read_metrics
+
+
+def label(run: Path) -> str:
+    config = json.loads((run / "config.json").read_text())
+    return f"{config['algo']}+{config['bonus']}" if config.get("bonus") else config["algo"]
+
+
+def resumes(run: Path) -> str:
+    summary = json.loads((run / "summary.json").read_text())
+    frames = summary.get("resumed_from_frames")
+    return "-" if frames is None else ", ".join(f"{f:,}" for f in frames) or "none"
+
+
+def _minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes >= 10 else f"{minutes:.1f} min"
+
+
+def table(runs: list[Path], metric: str, metric_label: str) -> str:
+    head = (
+        f"| run | frames | wall time | frames/s | env frames/s (same run) | final return | "
+        f"{metric_label} | resumed from |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    )
+    rows = [head]
+    for run in runs:
+        s = json.loads((run / "summary.json").read_text())
+        values = read_metrics(run / "metrics.csv").get(metric)
+        last = (
+            values[np.isfinite(values)][-1]
+            if values is not None and np.isfinite(values).any()
+            else None
+        )
+        rows.append(
+            f"| {label(run)} | {s['frames']:,} | {_minutes(s['wall_time_s'])} | "
+            f"{s['fps']:,.0f} | {s['env_fps']:,.0f} | {s['final_return']:.2f} | "
+            f"{'-' if last is None else f'{last:g}'} | {resumes(run)} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(runs: list[Path], metric: str, metric_label: str, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for run in runs:
+        cols = read_metrics(run / "metrics.csv")
+        values = cols.get(metric)
+        if values is None:
+            continue
+        ok = np.isfinite(values)
+        ax.step(cols["frames"][ok], values[ok], where="post", label=label(run))
+    ax.set_xlabel("frames")
+    ax.set_ylabel(metric_label)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
+    parser.add_argument("--metric", default="charts/episodic_return", help="metrics.csv column")
+    parser.add_argument("--label", default=None, help="the metric's name in the table and plot")
+    parser.add_argument("--out", type=Path, default=None, help="PNG to write (none: no picture)")
+    parser.add_argument("--title", default="", help="title of the picture")
+    args = parser.parse_args()
+    for run in args.runs:
+        if not (run / "summary.json").exists():
+            parser.error(f"{run} is not a finished run (no summary.json)")
+    metric_label = args.label or args.metric
+    print(table(args.runs, args.metric, metric_label))
+    if args.out is not None:
+        plot(args.runs, args.metric, metric_label, args.out, args.title)
+        print(f"\npicture: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
