@@ -33,6 +33,7 @@ SECTIONS = (
     "aggregate",
     "profile",
     "improvement",
+    "final-success",
     "frames-to-solve",
     "fps",
     "visitation",
@@ -200,6 +201,22 @@ def test_markdown_has_the_tables(report: dict[str, Any]) -> None:
     assert re.search(rf"\| ppo\+count \| 2 \| 1 \| {interval} \| {interval} \|", md)
     assert re.search(rf"\| ppo \| ppo\+ghost \| {interval} \| — \|", md)
     assert re.search(r"\| DeepSea-6 \| \d\S*k \(\d/2\) \| \S+ \(\d/2\) \|\n", md)
+
+
+def test_final_success_is_the_mean_over_seeds_with_its_range(report: dict[str, Any]) -> None:
+    md = report["md"]
+    assert "## Final success\n\n| Task | ppo | ppo+count |" in md
+    runs = {
+        method: [
+            json.loads((report["root"] / f"ds6-{bonus}-{seed}" / "summary.json").read_text())[
+                "success_rate"
+            ]
+            for seed in (0, 1)
+        ]
+        for method, bonus in (("ppo", None), ("ppo+count", "count"))
+    }
+    cells = [f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})" for v in runs.values()]
+    assert f"| DeepSea-6 | {cells[0]} | {cells[1]} |" in md  # the failed ghost run is not in it
 
 
 def test_heatmap_for_the_grid_task(report: dict[str, Any]) -> None:

@@ -717,6 +717,30 @@ def _tv_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
     return ["Method", "Task", "Runs", "Steps on the TV", "Final success"], rows
 
 
+def _final_success_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
+    """Per task (rows) and method (columns): the mean final success rate of finished runs,
+    with the min-max over seeds, for tasks whose runs report success."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for rec in a.done:
+        if rec.get("success_rate") is not None:
+            rates.setdefault((rec["task"], rec["method"]), []).append(float(rec["success_rate"]))
+    methods = [m for m in a.methods if any((t, m) in rates for t in a.tasks)]
+    rows = []
+    for task in a.tasks:
+        if not any((task, m) in rates for m in methods):
+            continue
+        row = [task]
+        for method in methods:
+            values = rates.get((task, method))
+            if not values:
+                row.append("—")
+                continue
+            spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+            row.append(f"{np.mean(values):.2f}{spread}")
+        rows.append(row)
+    return ["Task", *methods], rows
+
+
 def _frames_to_solve_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
     frames: dict[tuple[str, str], list[int | None]] = {}
     for rec in a.done:
@@ -949,6 +973,22 @@ def write_report(
             body,
         )
     )
+
+    # 4b. final success
+    fs_header, fs_rows = _final_success_rows(a)
+    if fs_rows:
+        md += ["## Final success", "", _md_table(fs_header, fs_rows), ""]
+        md += ["Mean success rate at the end of the runs (min-max over seeds).", ""]
+        sections.append(
+            _section(
+                "final-success",
+                "Final success",
+                "Per task and method: the mean over finished runs of the success rate of the "
+                "episodes that ended in the last 10% of each run's frames, with the min-max "
+                "over seeds in brackets.",
+                _html_table(fs_header, fs_rows),
+            )
+        )
 
     # 5. frames to solve
     if a.done:
