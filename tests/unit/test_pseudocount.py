@@ -196,12 +196,12 @@ def test_log_prob_shapes_and_fitting_lowers_the_bits() -> None:
     with pytest.raises(ValueError, match=r"\[B, 7, 7, 3\]"):
         model.log_prob(x[..., :2])
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    before = float(-model.log_prob(x).mean())
+    before = float(-model.log_prob(x).mean().detach())
     for _ in range(30):
         optimizer.zero_grad()
         (-model.log_prob(x).mean()).backward()
         optimizer.step()
-    assert float(-model.log_prob(x).mean()) < before - 30
+    assert float(-model.log_prob(x).mean().detach()) < before - 30
 
 
 def test_downsample_frames_by_hand() -> None:
