@@ -22,6 +22,8 @@ import torch
 CASES = {
     "ppo+rnd": ["--env", "DeepSea-8", "--bonus", "rnd", "--frames", "60000",
                 "--algo-args", "checkpoint_every=2"],
+    "ppo+gru": ["--env", "DeepSea-8", "--bonus", "count", "--frames", "40000",
+                "--algo-args", "checkpoint_every=2", "recurrent_size=16"],
     "bootdqn": ["--env", "DeepSea-8", "--algo", "bootdqn", "--frames", "1600",
                 "--algo-args", "log_every=40", "checkpoint_every=2"],
 }  # fmt: skip

@@ -141,6 +141,10 @@ class PPOConfig:
     observations only; Atari stacks its 4 frames already (``--env-args stack_num=K``)"""
     hidden: int = 64
     """width of the actor and critic heads"""
+    recurrent_size: int = 0
+    """width of a GRU between the encoder and the heads, a memory of the episode so far (0:
+    none). The update replays each env's rollout from its saved state, so a minibatch holds
+    whole env sequences: ``num_envs`` must be a multiple of the minibatch count"""
     bonus_thread: bool = True
     """train the bonus on a second thread while PPO updates: the envs are idle then, so on 2
     cores the bonus's update costs little wall time (PPO+RND on DoorKey-8x8 measured 19.3k ->
@@ -187,6 +191,15 @@ class PPOConfig:
                 f"the batch num_envs * num_steps = {self.batch_size} must be a multiple of "
                 f"minibatch_size {self.minibatch_size}"
             )
+        minibatches = self.batch_size // self.minibatch_size
+        if self.recurrent_size < 0:
+            raise ValueError(f"recurrent_size must be >= 0, got {self.recurrent_size}")
+        if self.recurrent_size and self.num_envs % minibatches:
+            raise ValueError(
+                f"recurrent_size > 0 trains on whole env sequences: num_envs {self.num_envs} must "
+                f"be a multiple of the {minibatches} minibatches (num_envs * num_steps / "
+                f"minibatch_size)"
+            )
         if self.total_frames < self.batch_size:
             raise ValueError(
                 f"total_frames {self.total_frames} is less than one rollout "
@@ -226,6 +239,16 @@ class ActorCritic(nn.Module):
         if cfg.obs_rescale:
             self.encoder = BoundsRescale(self.encoder, obs_space)
         emb: int = self.encoder.out_dim  # type: ignore[assignment]
+        self.recurrent_size = cfg.recurrent_size
+        self.rnn: nn.GRUCell | None = None
+        if cfg.recurrent_size:
+            self.rnn = nn.GRUCell(emb, cfg.recurrent_size)
+            for name, param in self.rnn.named_parameters():  # CleanRL's LSTM initialisation
+                if "weight" in name:
+                    nn.init.orthogonal_(param, 1.0)
+                else:
+                    nn.init.zeros_(param)
+            emb = cfg.recurrent_size
         self.continuous = isinstance(action_space, gym.spaces.Box)
         if self.continuous:
             self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
@@ -249,13 +272,52 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(policy_out, values)``: logits (discrete) or the Gaussian mean (continuous), and
-        ``[B, 2]`` extrinsic and intrinsic values."""
+        ``[B, 2]`` extrinsic and intrinsic values. Without memory only (else ``step``)."""
+        if self.rnn is not None:
+            raise RuntimeError("a recurrent agent needs its memory: call step(obs, hidden, starts)")
         features = self.encoder(obs)
         return self.actor(features), self.critic(features)
 
-    def values(self, obs: Tensor) -> Tensor:
-        """``[B, 2]``: extrinsic and intrinsic value."""
-        return self.critic(self.encoder(obs))
+    def features(self, obs: Tensor, hidden: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(features, hidden')``: the heads' input for ``obs`` ``[B, ...]`` and the memory
+        after it. ``hidden`` ``[B, recurrent_size]`` is the memory before ``obs``; where
+        ``starts`` (``[B]`` bool) is True, ``obs`` begins an episode and the memory starts from
+        zero. Without memory: the encoder's output, and ``hidden`` as it is."""
+        x = self.encoder(obs)
+        if self.rnn is None:
+            return x, hidden
+        h = self.rnn(x, hidden * (~starts).unsqueeze(-1).to(hidden.dtype))
+        return h, h
+
+    def step(self, obs: Tensor, hidden: Tensor, starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(policy_out, values, hidden')`` for one step of every env (see ``features``)."""
+        x, h = self.features(obs, hidden, starts)
+        return self.actor(x), self.critic(x), h
+
+    def sequence(self, obs: Tensor, hidden: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(policy_out, values)`` ``[T * B, ...]`` (time-major) for ``T`` steps of ``B`` envs:
+        ``obs`` ``[T, B, ...]``, ``starts`` ``[T, B]``, the memory ``hidden`` ``[B, H]`` from
+        before the first step, carried through the steps and reset where episodes start."""
+        steps, batch = int(obs.shape[0]), int(obs.shape[1])
+        if self.rnn is None:
+            return self(obs.reshape(steps * batch, *obs.shape[2:]))
+        x = self.encoder(obs.reshape(steps * batch, *obs.shape[2:])).reshape(steps, batch, -1)
+        keep = (~starts).unsqueeze(-1).to(hidden.dtype)
+        out = []
+        for t in range(steps):
+            hidden = self.rnn(x[t], hidden * keep[t])
+            out.append(hidden)
+        h = torch.cat(out)
+        return self.actor(h), self.critic(h)
+
+    def values(
+        self, obs: Tensor, hidden: Tensor | None = None, starts: Tensor | None = None
+    ) -> Tensor:
+        """``[B, 2]``: extrinsic and intrinsic value (a recurrent agent: after ``hidden``)."""
+        if self.rnn is None:
+            return self.critic(self.encoder(obs))
+        assert hidden is not None and starts is not None
+        return self.critic(self.features(obs, hidden, starts)[0])
 
     # The policy's distribution is written out instead of built as a torch.distributions object:
     # the object's checks and caching cost more than the maths at these sizes.
@@ -348,6 +410,28 @@ def _at_once(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return future
 
 
+class EpisodeMemory:
+    """A recurrent policy's state between steps, kept on the CPU and in checkpoints: each env's
+    memory ``hidden`` ``[N, H]`` and whether its next observation begins an episode
+    (``starts`` ``[N]``; True where the memory must start from zero)."""
+
+    def __init__(self, num_envs: int, size: int) -> None:
+        self.hidden = torch.zeros(num_envs, size)
+        self.starts = torch.ones(num_envs, dtype=torch.bool)
+
+    def reset(self) -> None:
+        """Every env's next observation begins an episode (fresh episodes after a resume)."""
+        self.hidden.zero_()
+        self.starts.fill_(True)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"hidden": self.hidden.clone(), "starts": self.starts.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.hidden = state["hidden"].clone()
+        self.starts = state["starts"].clone()
+
+
 def train_ppo(
     env: VecEnv,
     config: PPOConfig,
@@ -390,12 +474,14 @@ def train_ppo(
     num_updates = cfg.updates_after(warmup * N)  # the warm-up's frames count toward the budget
     frames, first_update, wall_offset = 0, 0, 0.0
 
+    memory = EpisodeMemory(N, cfg.recurrent_size) if cfg.recurrent_size else None
     parts: dict[str, Stateful | None] = {
         "agent": agent,
         "optimizer": optimizer,
         "int_scale": int_scale,
         "tracker": tracker,
         "bonus": bonus,
+        "memory": memory,
     }  # what a checkpoint holds as state dicts
     state = run.load_checkpoint()
     if state is not None:
@@ -413,6 +499,8 @@ def train_ppo(
         if state is not None:
             tracker.start_new_episodes()
             common.restart_bonus_episodes(bonus, N)
+            if memory is not None:
+                memory.reset()
     start_time, frames_at_start = time.perf_counter(), frames
 
     # Random-policy warm-up of the bonus's input statistics (RND's observation whitening).
@@ -431,6 +519,10 @@ def train_ppo(
     )
     logp_buf = torch.zeros(T, N)
     values_buf = torch.zeros(T, N, 2)
+    # memory only: whether obs_buf[t] began an episode, the memory after it, and before t = 0
+    starts_buf = torch.zeros(T, N, dtype=torch.bool)
+    hidden_buf = torch.zeros(T, N, cfg.recurrent_size)
+    hidden_start = torch.zeros(N, cfg.recurrent_size)
     rewards_buf = torch.zeros(T, N)
     term_buf = torch.zeros(T, N, dtype=torch.bool)
     trunc_buf = torch.zeros(T, N, dtype=torch.bool)
@@ -477,10 +569,19 @@ def train_ppo(
         # Pipelined by one step: while the envs run step t (EnvPool steps them on its own
         # threads), step t-1 is recorded. The order of everything the bonus sees is unchanged.
         previous: tuple[int, np.ndarray, np.ndarray, EnvStep, int] | None = None
+        if memory is not None:
+            hidden_start.copy_(memory.hidden)
         for t in range(T):
             obs_t = torch.from_numpy(next_obs_np)
             with torch.no_grad():
-                policy_out, value = agent(obs_t.to(device))
+                if memory is None:
+                    policy_out, value = agent(obs_t.to(device))
+                else:
+                    starts_buf[t] = memory.starts
+                    policy_out, value, hidden = agent.step(
+                        obs_t.to(device), memory.hidden.to(device), memory.starts.to(device)
+                    )
+                    memory.hidden = hidden_buf[t] = hidden.cpu()
                 action, logp = agent.sample(policy_out)
                 action, logp, value = action.cpu(), logp.cpu(), value.cpu()
             env_actions = _env_actions(action, act_space)
@@ -494,14 +595,31 @@ def train_ppo(
             step = env.step_wait()
             previous = (t, next_obs_np, env_actions, step, frames + (t + 1) * N)
             next_obs_np = step.obs
+            if memory is not None:
+                memory.starts = torch.from_numpy(step.terminated | step.truncated)
         assert previous is not None
         record(*previous)
         frames += T * N
         rollout_time = time.perf_counter() - rollout_start
 
         # ---- values of successors --------------------------------------------------------
+        def successor_values(obs: Tensor, ts: Tensor, ns: Tensor) -> Tensor:
+            """``[k, 2]`` values of the true final observations ``obs`` of the episodes that
+            ended at steps ``ts`` of envs ``ns`` (with the memory of those episodes)."""
+            if memory is None:
+                return agent.values(obs.to(device)).cpu()
+            after = hidden_buf[ts, ns].to(device)  # the memory of the step that ended them
+            return agent.values(obs.to(device), after, torch.zeros_like(ns, dtype=torch.bool)).cpu()
+
         with torch.no_grad():
-            last_values = agent.values(torch.from_numpy(next_obs_np).to(device)).cpu()
+            if memory is None:
+                last_values = agent.values(torch.from_numpy(next_obs_np).to(device)).cpu()
+            else:
+                last_values = agent.values(
+                    torch.from_numpy(next_obs_np).to(device),
+                    memory.hidden.to(device),
+                    memory.starts.to(device),
+                ).cpu()
             next_values = continuing_next_values(values_buf, last_values)
             # The extrinsic return stops at an episode end: its successor is the true final
             # observation (bootstrapped after a truncation, zeroed after a termination).
@@ -509,7 +627,7 @@ def train_ppo(
             if ended_at:
                 ts = torch.cat([torch.full((len(ids),), t) for t, ids in ended_at])
                 ns = torch.cat([torch.from_numpy(ids) for _, ids in ended_at])
-                ext_next_values[ts, ns] = agent.values(next_obs_buf[ts, ns].to(device))[:, 0].cpu()
+                ext_next_values[ts, ns] = successor_values(next_obs_buf[ts, ns], ts, ns)[:, 0]
 
         batch = Transitions(
             obs=obs_buf,
@@ -545,8 +663,8 @@ def train_ppo(
                 # (with int_end="final-obs" a termination does not zero it: episodic=False)
                 int_next = next_values[..., 1].clone()
                 if ended_at:
-                    int_values = agent.values(next_obs_buf[ts, ns].to(device))[:, 1]
-                    int_next[ts, ns] = int_values.detach().cpu()
+                    with torch.no_grad():
+                        int_next[ts, ns] = successor_values(next_obs_buf[ts, ns], ts, ns)[:, 1]
                 int_ends = (term_buf, trunc_buf)
             else:  # continuing: no episode end exists for the intrinsic return
                 int_next = next_values[..., 1]
@@ -581,11 +699,24 @@ def train_ppo(
         stats: list[Tensor] = []
         mb = cfg.minibatch_size
         heads = 2 if bonus is not None else 1  # the intrinsic head trains only with a bonus
+        envs_per_mb = N * mb // cfg.batch_size  # memory: whole env sequences per minibatch
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(cfg.batch_size).to(device)
+            if memory is None:
+                perm = torch.randperm(cfg.batch_size).to(device)
+            else:  # the same one draw per epoch, of envs instead of samples
+                perm = torch.randperm(N).to(device)
             for start in range(0, cfg.batch_size - mb + 1, mb):
-                idx = perm[start : start + mb]
-                policy_out, value = agent(b_obs[idx])
+                if memory is None:
+                    idx = perm[start : start + mb]
+                    policy_out, value = agent(b_obs[idx])
+                else:
+                    envs = perm[start // T : start // T + envs_per_mb]
+                    idx = (torch.arange(T, device=device).unsqueeze(1) * N + envs).reshape(-1)
+                    policy_out, value = agent.sequence(
+                        obs_buf[:, envs.cpu()].to(device),
+                        hidden_start[envs.cpu()].to(device),
+                        starts_buf[:, envs.cpu()].to(device),
+                    )
                 new_logp, entropy = agent.log_prob_entropy(policy_out, b_actions[idx])
                 log_ratio = new_logp - b_logp[idx]
                 ratio = log_ratio.exp()
