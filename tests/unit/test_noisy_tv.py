@@ -224,7 +224,8 @@ def test_registered_ids_and_the_error_for_unknown_ones() -> None:
     assert set(IDS) <= set(NOISY_TV_IDS)
     assert any("NoisyTV" in family for family in ENV_FAMILIES)
     for env_id in IDS:
-        assert check_env_id(env_id) == "envpool"
+        # MultiRoom runs on minigrid's code by default (EnvPool's generator is broken)
+        assert check_env_id(env_id) == ("gymnasium" if "MultiRoom" in env_id else "envpool")
         assert check_env_id(env_id, "gymnasium") == "gymnasium"
         env = make(env_id, num_envs=2, seed=0)
         assert isinstance(env, NoisyTV) and env.env_id == env_id and env.has_success
