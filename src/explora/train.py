@@ -28,6 +28,7 @@ from explora.bonuses import (
     combination_terms,
     make_bonus,
 )
+from explora.bonuses.base import wrapper_chain
 from explora.bonuses.obs_key import for_env
 from explora.bonuses.view import NewestFrame
 from explora.envs import check_env_id, make, measure_env_fps
@@ -58,13 +59,12 @@ def _bonus_input(bonus: Any) -> dict[str, Any]:
     what its episodic counts are keyed on (``count_key``: the env's state key or the
     observation's bytes), where the bonus has them."""
     out: dict[str, Any] = {}
-    while bonus is not None:
-        if isinstance(bonus, ObsKey):
-            out["obs_key"] = bonus.key
-        key = vars(bonus).get("count_key")
+    for part in wrapper_chain(bonus):
+        if isinstance(part, ObsKey):
+            out["obs_key"] = part.key
+        key = vars(part).get("count_key")
         if key is not None:
             out["count_key"] = key
-        bonus = vars(bonus).get("inner")
     return out
 
 

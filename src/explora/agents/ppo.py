@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from explora.agents import common
 from explora.agents.common import NullRun, Stateful
 from explora.agents.returns import gae
-from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions
+from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions, wrapper_chain
 from explora.bonuses.obs_key import for_env
 from explora.envs.base import EnvStep, VecEnv, random_actions
 from explora.models.encoders import BoundsRescale, layer_init, make_encoder
@@ -353,14 +353,12 @@ def device_modules(bonus: Any) -> list[nn.Module]:
     from explora.bonuses.combine import Sum
     from explora.bonuses.rnd import RND
 
-    if isinstance(bonus, RND):
-        return [bonus]
-    if isinstance(bonus, Sum):
-        return [m for term in bonus.terms.values() for m in device_modules(term)]
-    inner = (
-        vars(bonus).get("inner") if bonus is not None and not isinstance(bonus, nn.Module) else None
-    )
-    return device_modules(inner) if inner is not None else []
+    for part in wrapper_chain(bonus):
+        if isinstance(part, RND):
+            return [part]
+        if isinstance(part, Sum):
+            return [m for term in part.terms.values() for m in device_modules(term)]
+    return []
 
 
 def continuing_next_values(values: Tensor, last_values: Tensor) -> Tensor:
@@ -411,13 +409,13 @@ def _at_once(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 
 
 class EpisodeMemory:
-    """A recurrent policy's state between steps, kept on the CPU and in checkpoints: each env's
-    memory ``hidden`` ``[N, H]`` and whether its next observation begins an episode
-    (``starts`` ``[N]``; True where the memory must start from zero)."""
+    """A recurrent policy's state between steps, kept where the agent runs (no host-device copy
+    per step) and in checkpoints: each env's memory ``hidden`` ``[N, H]`` and whether its next
+    observation begins an episode (``starts`` ``[N]``; True where the memory starts from zero)."""
 
-    def __init__(self, num_envs: int, size: int) -> None:
-        self.hidden = torch.zeros(num_envs, size)
-        self.starts = torch.ones(num_envs, dtype=torch.bool)
+    def __init__(self, num_envs: int, size: int, device: torch.device | str = "cpu") -> None:
+        self.hidden = torch.zeros(num_envs, size, device=device)
+        self.starts = torch.ones(num_envs, dtype=torch.bool, device=device)
 
     def reset(self) -> None:
         """Every env's next observation begins an episode (fresh episodes after a resume)."""
@@ -428,8 +426,8 @@ class EpisodeMemory:
         return {"hidden": self.hidden.clone(), "starts": self.starts.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.hidden = state["hidden"].clone()
-        self.starts = state["starts"].clone()
+        self.hidden = state["hidden"].to(self.hidden.device, copy=True)
+        self.starts = state["starts"].to(self.starts.device, copy=True)
 
 
 def train_ppo(
@@ -474,7 +472,7 @@ def train_ppo(
     num_updates = cfg.updates_after(warmup * N)  # the warm-up's frames count toward the budget
     frames, first_update, wall_offset = 0, 0, 0.0
 
-    memory = EpisodeMemory(N, cfg.recurrent_size) if cfg.recurrent_size else None
+    memory = EpisodeMemory(N, cfg.recurrent_size, device) if cfg.recurrent_size else None
     parts: dict[str, Stateful | None] = {
         "agent": agent,
         "optimizer": optimizer,
@@ -520,9 +518,9 @@ def train_ppo(
     logp_buf = torch.zeros(T, N)
     values_buf = torch.zeros(T, N, 2)
     # memory only: whether obs_buf[t] began an episode, the memory after it, and before t = 0
-    starts_buf = torch.zeros(T, N, dtype=torch.bool)
-    hidden_buf = torch.zeros(T, N, cfg.recurrent_size)
-    hidden_start = torch.zeros(N, cfg.recurrent_size)
+    starts_buf = torch.zeros(T, N, dtype=torch.bool, device=device)
+    hidden_buf = torch.zeros(T, N, cfg.recurrent_size, device=device)
+    hidden_start = torch.zeros(N, cfg.recurrent_size, device=device)
     rewards_buf = torch.zeros(T, N)
     term_buf = torch.zeros(T, N, dtype=torch.bool)
     trunc_buf = torch.zeros(T, N, dtype=torch.bool)
@@ -579,9 +577,9 @@ def train_ppo(
                 else:
                     starts_buf[t] = memory.starts
                     policy_out, value, hidden = agent.step(
-                        obs_t.to(device), memory.hidden.to(device), memory.starts.to(device)
+                        obs_t.to(device), memory.hidden, memory.starts
                     )
-                    memory.hidden = hidden_buf[t] = hidden.cpu()
+                    memory.hidden = hidden_buf[t] = hidden
                 action, logp = agent.sample(policy_out)
                 action, logp, value = action.cpu(), logp.cpu(), value.cpu()
             env_actions = _env_actions(action, act_space)
@@ -596,7 +594,7 @@ def train_ppo(
             previous = (t, next_obs_np, env_actions, step, frames + (t + 1) * N)
             next_obs_np = step.obs
             if memory is not None:
-                memory.starts = torch.from_numpy(step.terminated | step.truncated)
+                memory.starts = torch.from_numpy(step.terminated | step.truncated).to(device)
         assert previous is not None
         record(*previous)
         frames += T * N
@@ -608,8 +606,9 @@ def train_ppo(
             ended at steps ``ts`` of envs ``ns`` (with the memory of those episodes)."""
             if memory is None:
                 return agent.values(obs.to(device)).cpu()
-            after = hidden_buf[ts, ns].to(device)  # the memory of the step that ended them
-            return agent.values(obs.to(device), after, torch.zeros_like(ns, dtype=torch.bool)).cpu()
+            after = hidden_buf[ts.to(device), ns.to(device)]  # of the step that ended them
+            begins = torch.zeros(len(ns), dtype=torch.bool, device=device)
+            return agent.values(obs.to(device), after, begins).cpu()
 
         with torch.no_grad():
             if memory is None:
@@ -617,8 +616,8 @@ def train_ppo(
             else:
                 last_values = agent.values(
                     torch.from_numpy(next_obs_np).to(device),
-                    memory.hidden.to(device),
-                    memory.starts.to(device),
+                    memory.hidden,
+                    memory.starts,
                 ).cpu()
             next_values = continuing_next_values(values_buf, last_values)
             # The extrinsic return stops at an episode end: its successor is the true final
@@ -713,9 +712,9 @@ def train_ppo(
                     envs = perm[start // T : start // T + envs_per_mb]
                     idx = (torch.arange(T, device=device).unsqueeze(1) * N + envs).reshape(-1)
                     policy_out, value = agent.sequence(
-                        obs_buf[:, envs.cpu()].to(device),
-                        hidden_start[envs.cpu()].to(device),
-                        starts_buf[:, envs.cpu()].to(device),
+                        b_obs.view(T, N, *obs_shape)[:, envs],  # already on the device
+                        hidden_start[envs],
+                        starts_buf[:, envs],
                     )
                 new_logp, entropy = agent.log_prob_entropy(policy_out, b_actions[idx])
                 log_ratio = new_logp - b_logp[idx]

@@ -9,6 +9,7 @@ A bonus owns its networks, optimiser and statistics. Statistics live in register
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -128,6 +129,20 @@ class Bonus(Protocol):
         could not be restored); the agents look it up with ``getattr``, so others omit it."""
 
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def wrapper_chain(bonus: Any) -> Iterator[Any]:
+    """``bonus`` and each bonus it wraps through ``inner`` (``FirstVisit``, the observation
+    views ``ObsKey`` / ``NewestFrame``), outermost first; a ``Sum``'s terms are not followed.
+
+    Example:
+        >>> from explora.bonuses import RND, FirstVisit
+        >>> [type(b).__name__ for b in wrapper_chain(FirstVisit(RND()))]
+        ['FirstVisit', 'RND']
+    """
+    while bonus is not None:
+        yield bonus
+        bonus = vars(bonus).get("inner")
 
 
 class RunningMeanStd(nn.Module):

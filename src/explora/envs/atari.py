@@ -279,9 +279,8 @@ def rnd_on_last_frame(bonus: Bonus) -> Bonus:
     """``bonus`` wrapped in ``LastFrame`` when it is RND (alone or inside ``FirstVisit`` /
     ``ObsKey``), as the RND paper feeds it; any other bonus as it is (ICM and the dynamics
     bonuses read the whole stack in their papers)."""
+    from explora.bonuses.base import wrapper_chain
     from explora.bonuses.rnd import RND
 
-    inner: Any = bonus
-    while inner is not None and not isinstance(inner, RND):
-        inner = vars(inner).get("inner")
-    return LastFrame(bonus) if isinstance(inner, RND) else bonus
+    is_rnd = any(isinstance(part, RND) for part in wrapper_chain(bonus))
+    return LastFrame(bonus) if is_rnd else bonus
