@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections import Counter
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -96,6 +97,29 @@ def test_count_does_not_count_in_eval_mode() -> None:
     count.train()
     count.observe(batch_of(torch.tensor([[3]])))
     assert count.num_unique == 1
+
+
+def test_count_keyed_on_the_state_ignores_what_changes_on_screen() -> None:
+    """A noisy TV: the same cell (state key 5) shown with fresh noise each step. Counted by the
+    observation every view is new (bonus stays beta); counted by the state it is one state."""
+    noise = minigrid_obs(3, 2, seed=1)  # [3, 2, 7, 7, 3]: six distinct views
+    keys = torch.tensor([[5, 9], [5, 9], [5, 5]])
+    by_obs, by_state = Count(), Count(key="state")
+    for count in (by_obs, by_state):
+        count.setup(MINIGRID, ACTIONS, num_envs=2)
+        for t in range(3):
+            count.observe(replace(batch_of(noise[t : t + 1]), state_keys=keys[t : t + 1]))
+    assert (by_obs.num_unique, by_state.num_unique) == (6, 2)  # key 5 seen 4 times, 9 twice
+    fresh = replace(batch_of(minigrid_obs(1, 2, seed=2)), state_keys=torch.tensor([[5, 9]]))
+    torch.testing.assert_close(by_obs.compute(fresh), torch.ones(1, 2))
+    torch.testing.assert_close(by_state.compute(fresh), torch.tensor([[0.5, 2**-0.5]]))
+    clone = Count(key="state")
+    clone.load_state_dict(by_state.state_dict())
+    torch.testing.assert_close(clone.compute(fresh), by_state.compute(fresh))
+    with pytest.raises(ValueError, match="key='observation'"):
+        by_state.observe(batch_of(noise[:1]))  # an env without state keys
+    with pytest.raises(ValueError, match="observation, state"):
+        Count(key="cell")
 
 
 # --- Count-min sketch ------------------------------------------------------------------------

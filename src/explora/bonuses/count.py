@@ -14,6 +14,13 @@ they are exact: two observations share a count only when they are identical elem
 That only makes sense for discrete observations (DeepSea's one-hot grid, grid coordinates,
 MiniGrid's symbolic image); a float ``Box`` is rejected in ``setup`` -- use ``simhash``.
 
+``key="state"`` counts the env's compact state key instead (``Transitions.state_keys``: a grid's
+agent cell and direction, DeepSea's cell; an error where the env offers none), as NovelD and RIDE
+key their episodic counts. It is the count that a noisy TV cannot inflate (a new colour on
+screen is a new observation but the same cell), measured on MultiRoom-N4-S5-NoisyTV in the
+README; on a procedurally generated task it pools every layout's visits of a cell, so it is a
+count of where the agent stands, not of what it has seen.
+
 Defaults:
     beta = 1.0. MBIE-EB's beta is a confidence-interval width from the theory
     (``beta = (1 / (1 - gamma)) * sqrt(ln(2|S||A|m / delta) / 2)``), not a tuned constant; here
@@ -23,6 +30,7 @@ Defaults:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -32,6 +40,8 @@ from torch import Tensor
 
 from explora.bonuses.base import Transitions
 
+_KEYS = ("observation", "state")
+_Keys = Sequence[bytes | int]
 _DISCRETE_SPACES = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 
 
@@ -57,6 +67,8 @@ class Count:
 
     Args:
         beta: bonus scale (see the module docstring for the default).
+        key: what is counted: "observation" (the raw bytes of ``next_obs``, the default) or
+            "state" (``Transitions.state_keys``, the env's compact state key).
 
     In eval mode (``eval()``) ``observe`` leaves the counts alone, as the statistics of the
     other bonuses stay frozen in eval mode.
@@ -75,14 +87,17 @@ class Count:
         tensor([[0.7071, 0.7071]])
     """
 
-    def __init__(self, *, beta: float = 1.0) -> None:
+    def __init__(self, *, beta: float = 1.0, key: str = "observation") -> None:
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        if key not in _KEYS:
+            raise ValueError(f"unknown key {key!r}; choose one of: {', '.join(_KEYS)}")
         self.beta = beta
+        self.key = key
         self.episodic = False
         self.warmup_steps = 0
         self.training = True
-        self._counts: dict[bytes, int] = {}
+        self._counts: dict[bytes | int, int] = {}
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         """Accept Discrete, MultiDiscrete, MultiBinary, or a Box with an integer/bool dtype."""
@@ -116,25 +131,44 @@ class Count:
         """Number of distinct observations counted so far."""
         return len(self._counts)
 
+    def _distinct(self, step: Transitions) -> tuple[_Keys, np.ndarray, np.ndarray]:
+        """The distinct keys of ``step.next_obs`` ``[T, N, ...]`` (``_unique_rows``' triple)."""
+        if self.key == "observation":
+            return _unique_rows(step.next_obs)
+        if step.state_keys is None:
+            raise ValueError(
+                "count with key='state' got a step without Transitions.state_keys: this env "
+                "offers no state key; use key='observation'"
+            )
+        uniq, inverse, counts = np.unique(
+            step.state_keys.cpu().numpy().ravel(), return_inverse=True, return_counts=True
+        )
+        return uniq.tolist(), inverse.ravel(), counts
+
     def observe(self, step: Transitions) -> None:
-        """Count each row of ``step.next_obs`` ``[1, N, *obs_shape]`` once."""
+        """Count the key of each of ``step.next_obs`` ``[1, N, *obs_shape]`` once."""
         if not self.training:
             return
-        keys, _, counts = _unique_rows(step.next_obs)
+        keys, _, counts = self._distinct(step)
         table = self._counts
         for key, n in zip(keys, counts.tolist(), strict=True):
             table[key] = table.get(key, 0) + n
 
     def counts(self, obs: Tensor) -> Tensor:
-        """Current counts of ``obs`` ``[T, N, *obs_shape]``, as int64 ``[T, N]``."""
+        """Current counts of ``obs`` ``[T, N, *obs_shape]`` (by its bytes), as int64 ``[T, N]``."""
         keys, inverse, _ = _unique_rows(obs)
+        return self._lookup(keys, inverse).reshape(obs.shape[0], obs.shape[1])
+
+    def _lookup(self, keys: _Keys, inverse: np.ndarray) -> Tensor:
         found = np.fromiter((self._counts.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
-        return torch.from_numpy(found[inverse]).reshape(obs.shape[0], obs.shape[1])
+        return torch.from_numpy(found[inverse])
 
     @torch.no_grad()
     def compute(self, batch: Transitions) -> Tensor:
         """``beta / sqrt(max(N(next_obs), 1))``, float32 ``[T, N]``."""
-        n = self.counts(batch.next_obs).clamp_min(1).to(torch.float32)
+        keys, inverse, _ = self._distinct(batch)
+        n = self._lookup(keys, inverse).reshape(batch.next_obs.shape[:2])
+        n = n.clamp_min(1).to(torch.float32)
         return (self.beta * n.rsqrt()).to(batch.next_obs.device)
 
     def update(self, batch: Transitions) -> dict[str, float]:

@@ -61,9 +61,6 @@ class FrameStack(VecEnv):
         self.single_action_space = env.single_action_space
         self.grid_shape = env.grid_shape
         self.has_success = env.has_success
-        for name in ("frame_skip", "has_rooms"):  # what train() reads off Atari envs
-            if hasattr(env, name):
-                setattr(self, name, getattr(env, name))
         self._stack = np.zeros((self.num_envs, *self.single_observation_space.shape), space.dtype)
 
     def _fill(self, obs: np.ndarray, envs: np.ndarray) -> None:
