@@ -214,7 +214,6 @@ def train(
             progress=progress,
             total_frames=config.total_frames,
         )
-        started = time.time()
         try:
             result = ALGOS[algo].train(vec_env, config, bonus, run)
         finally:
@@ -241,7 +240,7 @@ def train(
             else None,
             "solved_threshold": threshold if result.get("bad_episodes") else None,
             "cumulative_regret": result.get("cumulative_regret"),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()),
             "run_dir": str(Path(out)),
         }
         frame_skip = getattr(vec_env, "frame_skip", None)  # Atari: 4 emulator frames a step
