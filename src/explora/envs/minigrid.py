@@ -158,6 +158,9 @@ class _MiniGridImage(gym.ObservationWrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.observation_space = IMAGE_SPACE
+        from explora.envs.fast_view import install_fast_view
+
+        install_fast_view(env)  # the same observations, ~8x cheaper (explora.envs.fast_view)
 
     def observation(self, observation: dict[str, Any]) -> Any:
         return observation["image"]
