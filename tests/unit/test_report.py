@@ -22,7 +22,12 @@ import numpy as np
 import pytest
 
 import explora
-from explora.bench.report import _runs_at_low_reference, _score_matrices, write_report
+from explora.bench.report import (
+    _methods_as_rows,
+    _runs_at_low_reference,
+    _score_matrices,
+    write_report,
+)
 from explora.bench.store import Store
 from explora.bench.suites import Suite, deepsea_task, plan
 
@@ -462,3 +467,13 @@ def test_noisy_tv_tasks_get_the_fraction_of_steps_on_the_tv(tmp_path: Path) -> N
     assert 'id="noisy-tv"' in html_path.read_text()
     plain = write_report(_rows_with_a_failed_run(tmp_path), tmp_path / "plain.html", reps=20)
     assert "noisy TV" not in plain[1].read_text()
+
+
+def test_wide_method_tables_put_the_methods_in_rows() -> None:
+    methods = [f"m{i}" for i in range(8)]
+    header, rows = ["Task", *methods], [["A", *"01234567"], ["B", *"abcdefgh"]]
+    turned_header, turned = _methods_as_rows(header, rows)
+    assert turned_header == ["Method", "A", "B"]
+    assert turned[0] == ["m0", "0", "a"] and turned[7] == ["m7", "7", "h"]
+    narrow = (["Task", "ppo", "ppo+rnd"], [["A", "1", "2"]])
+    assert _methods_as_rows(*narrow) == narrow

@@ -717,6 +717,20 @@ def _tv_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
     return ["Method", "Task", "Runs", "Steps on the TV", "Final success"], rows
 
 
+_WIDE = 6  # methods a task-by-method table shows as columns
+
+
+def _methods_as_rows(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """A task-by-method table (``header`` ``["Task", *methods]``, a row per task) turned so
+    that methods are the rows when there are more than ``_WIDE`` methods and more methods than
+    tasks: a suite of 18 methods on 4 tasks reads down a column instead of across 19."""
+    methods = header[1:]
+    if len(methods) <= max(len(rows), _WIDE):
+        return header, rows
+    turned = [[method, *(row[i + 1] for row in rows)] for i, method in enumerate(methods)]
+    return ["Method", *(row[0] for row in rows)], turned
+
+
 def _final_success_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
     """Per task (rows) and method (columns): the mean final success rate of finished runs,
     with the min-max over seeds, for tasks whose runs report success."""
@@ -975,7 +989,7 @@ def write_report(
     )
 
     # 4b. final success
-    fs_header, fs_rows = _final_success_rows(a)
+    fs_header, fs_rows = _methods_as_rows(*_final_success_rows(a))
     if fs_rows:
         md += ["## Final success", "", _md_table(fs_header, fs_rows), ""]
         md += ["Mean success rate at the end of the runs (min-max over seeds).", ""]
@@ -992,7 +1006,7 @@ def write_report(
 
     # 5. frames to solve
     if a.done:
-        fts_header, fts_rows = _frames_to_solve_rows(a)
+        fts_header, fts_rows = _methods_as_rows(*_frames_to_solve_rows(a))
         body = _html_table(fts_header, fts_rows)
         md += ["## Frames to solve", "", _md_table(fts_header, fts_rows), ""]
         md += ["Median frames to solve over the seeds that solved it (seeds solved / runs).", ""]
