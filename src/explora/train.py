@@ -28,11 +28,12 @@ from explora.bonuses import (
     combination_terms,
     make_bonus,
 )
-from explora.bonuses.base import wrapper_chain
+from explora.bonuses.base import state_keys_from_info, wrapper_chain
 from explora.bonuses.obs_key import for_env
 from explora.bonuses.view import NewestFrame
 from explora.envs import check_env_id, make, measure_env_fps
 from explora.envs.atari import LastFrame, atari_task, rnd_on_last_frame
+from explora.envs.base import VecEnv
 from explora.envs.deepsea import bsuite_deep_sea_solved_at
 from explora.envs.frame_stack import FrameStack
 from explora.presets import bonus_preset
@@ -66,6 +67,35 @@ def _bonus_input(bonus: Any) -> dict[str, Any]:
         if key is not None:
             out["count_key"] = key
     return out
+
+
+def _state_key_parts(bonus: Any) -> list[str]:
+    """Names of the parts of ``bonus`` (through wrappers and a ``Sum``'s terms) that count on
+    the env's state key alone (``key="state"``: count, ride, noveld)."""
+    names, pending = [], [bonus]
+    while pending:
+        for part in wrapper_chain(pending.pop()):
+            if not isinstance(part, ObsKey) and vars(part).get("key") == "state":
+                names.append(type(part).__name__)
+            terms = vars(part).get("terms")
+            if isinstance(terms, dict):
+                pending.extend(terms.values())
+    return names
+
+
+def _check_state_keys(bonus: Any, vec_env: VecEnv, env: str, seed: int) -> None:
+    """Fail before training when a bonus counts on state keys that ``env`` does not offer
+    (its adapter reports no agent position), instead of at the first step."""
+    parts = _state_key_parts(bonus)
+    if not parts:
+        return
+    _, info = vec_env.reset(seed=seed)
+    if state_keys_from_info(info) is None:
+        raise ValueError(
+            f"{', '.join(sorted(set(parts)))} with key='state' counts the env's state key "
+            f"(a grid's agent cell and direction, DeepSea's cell), but {env} offers none; use "
+            "key='observation'"
+        )
 
 
 def _preset(bonus: str, env: str) -> dict[str, Any]:
@@ -205,6 +235,7 @@ def train(
                 vec_env.single_observation_space, vec_env.single_action_space, config.num_envs
             )
             record["bonus_input"] = _bonus_input(probe)
+            _check_state_keys(probe, vec_env, env, seed)
         env_fps = measure_env_fps(vec_env, seed=seed)
         run = RunDir(
             out,
