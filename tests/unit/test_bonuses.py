@@ -118,6 +118,8 @@ def test_count_keyed_on_the_state_ignores_what_changes_on_screen() -> None:
     torch.testing.assert_close(clone.compute(fresh), by_state.compute(fresh))
     with pytest.raises(ValueError, match="key='observation'"):
         by_state.observe(batch_of(noise[:1]))  # an env without state keys
+    with pytest.raises(ValueError, match="key='state'"):
+        by_state.counts(noise[:1])  # an observation alone does not give its state key
     with pytest.raises(ValueError, match="observation, state"):
         Count(key="cell")
 

@@ -155,7 +155,12 @@ class Count:
             table[key] = table.get(key, 0) + n
 
     def counts(self, obs: Tensor) -> Tensor:
-        """Current counts of ``obs`` ``[T, N, *obs_shape]`` (by its bytes), as int64 ``[T, N]``."""
+        """Current counts of ``obs`` ``[T, N, *obs_shape]``, as int64 ``[T, N]`` (counts keyed on
+        the observation only: an observation does not tell its state key)."""
+        if self.key != "observation":
+            raise ValueError(
+                "counts(obs) reads counts keyed on observations; this count has key='state'"
+            )
         keys, inverse, _ = _unique_rows(obs)
         return self._lookup(keys, inverse).reshape(obs.shape[0], obs.shape[1])
 
