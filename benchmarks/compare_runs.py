@@ -4,10 +4,12 @@ metric against frames (e.g. the rooms Montezuma's Revenge runs visited).
     python benchmarks/compare_runs.py runs/mz-ppo runs/mz-rnd \\
         --metric charts/unique_states --label "rooms visited" --out docs/montezuma-rooms.png
 
-Each run is labelled by its bonus (``config.json``). The table gives frames, wall time, training
-frames/s, the env's raw frames/s of the same run, the final return, the metric's last value, and
-the frame counts a run resumed from after being stopped (``resumes.csv``; runs that predate that
-file show "-").
+Each run is labelled by its bonus and seed (``config.json``). The table gives frames, wall time,
+training frames/s, the env's raw frames/s of the same run, the final return and, where the env
+reports success, the final success rate and the frames at which the last 100 episodes first
+succeeded 90% of the time, the metric's last value, and the frame counts a run resumed from after
+being stopped (``resumes.csv``; runs that predate that file show "-"). ``--smooth N`` draws the
+mean of the last N logged values (per-update success rates jump between 0 and 1).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from explora.runs.rundir import read_metrics
 
 def label(run: Path) -> str:
     config = json.loads((run / "config.json").read_text())
-    return f"{config['algo']}+{config['bonus']}" if config.get("bonus") else config["algo"]
+    name = f"{config['algo']}+{config['bonus']}" if config.get("bonus") else config["algo"]
+    return f"{name} s{config['seed']}"
 
 
 def resumes(run: Path) -> str:
@@ -37,10 +40,19 @@ def _minutes(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes >= 10 else f"{minutes:.1f} min"
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _frames(value: int | None) -> str:
+    return "not reached" if value is None else f"{value:,}"
+
+
 def table(runs: list[Path], metric: str, metric_label: str) -> str:
     head = (
         f"| run | frames | wall time | frames/s | env frames/s (same run) | final return | "
-        f"{metric_label} | resumed from |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        f"final success | frames to 90% success | {metric_label} | resumed from |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     rows = [head]
     for run in runs:
@@ -54,12 +66,15 @@ def table(runs: list[Path], metric: str, metric_label: str) -> str:
         rows.append(
             f"| {label(run)} | {s['frames']:,} | {_minutes(s['wall_time_s'])} | "
             f"{s['fps']:,.0f} | {s['env_fps']:,.0f} | {s['final_return']:.2f} | "
+            f"{_rate(s.get('success_rate'))} | {_frames(s.get('frames_to_success_0.9'))} | "
             f"{'-' if last is None else f'{last:g}'} | {resumes(run)} |"
         )
     return "\n".join(rows)
 
 
-def plot(runs: list[Path], metric: str, metric_label: str, out: Path, title: str) -> None:
+def plot(
+    runs: list[Path], metric: str, metric_label: str, out: Path, title: str, smooth: int = 1
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +87,12 @@ def plot(runs: list[Path], metric: str, metric_label: str, out: Path, title: str
         if values is None:
             continue
         ok = np.isfinite(values)
-        ax.step(cols["frames"][ok], values[ok], where="post", label=label(run))
+        shown = values[ok]
+        if smooth > 1 and len(shown):
+            sums = np.cumsum(np.insert(shown, 0, 0.0))
+            lows = np.maximum(np.arange(1, len(shown) + 1) - smooth, 0)
+            shown = (sums[1:] - sums[lows]) / (np.arange(1, len(shown) + 1) - lows)
+        ax.step(cols["frames"][ok], shown, where="post", label=label(run))
     ax.set_xlabel("frames")
     ax.set_ylabel(metric_label)
     ax.set_title(title)
@@ -90,6 +110,7 @@ def main() -> None:
     parser.add_argument("--label", default=None, help="the metric's name in the table and plot")
     parser.add_argument("--out", type=Path, default=None, help="PNG to write (none: no picture)")
     parser.add_argument("--title", default="", help="title of the picture")
+    parser.add_argument("--smooth", type=int, default=1, help="draw the mean of the last N values")
     args = parser.parse_args()
     for run in args.runs:
         if not (run / "summary.json").exists():
@@ -97,7 +118,7 @@ def main() -> None:
     metric_label = args.label or args.metric
     print(table(args.runs, args.metric, metric_label))
     if args.out is not None:
-        plot(args.runs, args.metric, metric_label, args.out, args.title)
+        plot(args.runs, args.metric, metric_label, args.out, args.title, args.smooth)
         print(f"\npicture: {args.out}")
 
 

@@ -19,13 +19,15 @@ def test_compare_runs_tables_and_draws_two_runs(tmp_path: Path) -> None:
     out = tmp_path / "cells.png"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), str(plain), str(counted),
-         "--metric", "charts/unique_states", "--label", "cells", "--out", str(out)],
+         "--metric", "charts/unique_states", "--label", "cells", "--out", str(out),
+         "--smooth", "3"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| run | frames |") and "| cells |" in lines[0]
-    assert lines[2].startswith("| ppo | 1,024 |") and lines[2].endswith("| none |")
-    assert lines[3].startswith("| ppo+count | 1,024 |") and lines[3].endswith("| 512 |")
+    assert lines[2].startswith("| ppo s0 | 1,024 |") and lines[2].endswith("| none |")
+    assert lines[3].startswith("| ppo+count s0 | 1,024 |") and lines[3].endswith("| 512 |")
+    assert "| final success | frames to 90% success |" in lines[0]
     assert out.read_bytes().startswith(b"\x89PNG")
     bad = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), str(tmp_path / "nothing")],
