@@ -9,7 +9,8 @@ training frames/s, the env's raw frames/s of the same run, the final return and,
 reports success, the final success rate and the frames at which the last 100 episodes first
 succeeded 90% of the time, the metric's last value, and the frame counts a run resumed from after
 being stopped (``resumes.csv``; runs that predate that file show "-"). ``--smooth N`` draws the
-mean of the last N logged values (per-update success rates jump between 0 and 1).
+mean of the last N logged values, from the N-th on (per-update success rates jump between 0
+and 1).
 """
 
 from __future__ import annotations
@@ -87,12 +88,11 @@ def plot(
         if values is None:
             continue
         ok = np.isfinite(values)
-        shown = values[ok]
-        if smooth > 1 and len(shown):
+        frames, shown = cols["frames"][ok], values[ok]
+        if smooth > 1:  # drawn from the first full window on
             sums = np.cumsum(np.insert(shown, 0, 0.0))
-            lows = np.maximum(np.arange(1, len(shown) + 1) - smooth, 0)
-            shown = (sums[1:] - sums[lows]) / (np.arange(1, len(shown) + 1) - lows)
-        ax.step(cols["frames"][ok], shown, where="post", label=label(run))
+            frames, shown = frames[smooth - 1 :], (sums[smooth:] - sums[:-smooth]) / smooth
+        ax.step(frames, shown, where="post", label=label(run))
     ax.set_xlabel("frames")
     ax.set_ylabel(metric_label)
     ax.set_title(title)
