@@ -218,7 +218,7 @@ def test_names_parse_into_weighted_terms() -> None:
     assert bonus.weights == {"rnd": 0.5, "count": 1.0}
     assert bonus.terms["rnd"].learning_rate == 1e-3  # type: ignore[attr-defined]
     assert bonus.terms["count"].beta == 3.0  # type: ignore[attr-defined]
-    assert bonus_hparams(bonus)["terms"]["count"] == {"beta": 3.0}
+    assert bonus_hparams(bonus)["terms"]["count"] == {"beta": 3.0, "key": "observation"}
     per_term = make_bonus("rnd+count", **{"rnd.first_visit": True}, normalize="none")
     assert isinstance(per_term, Sum) and isinstance(per_term.terms["rnd"], FirstVisit)
     assert per_term.normalize == "none"
@@ -301,7 +301,7 @@ def test_cli_trains_a_sum_and_refuses_an_unknown_term_argument(tmp_path, capsys)
     assert main([*args, "--out", str(out), "--no-progress", "--bonus-args", "count.beta=2"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["bonus"] == "rnd+count"
-    assert config["bonus_config"]["terms"]["count"] == {"beta": 2.0}
+    assert config["bonus_config"]["terms"]["count"] == {"beta": 2.0, "key": "observation"}
     capsys.readouterr()
     bad = [*args, "--out", str(tmp_path / "bad"), "--no-progress", "--bonus-args", "beta=2"]
     assert main(bad) == 2
