@@ -28,7 +28,7 @@ from explora.bonuses import (
     combination_terms,
     make_bonus,
 )
-from explora.bonuses.base import state_keys_from_info, wrapper_chain
+from explora.bonuses.base import bonus_parts, state_keys_from_info, wrapper_chain
 from explora.bonuses.obs_key import for_env
 from explora.bonuses.view import NewestFrame
 from explora.envs import check_env_id, make, measure_env_fps
@@ -72,15 +72,11 @@ def _bonus_input(bonus: Any) -> dict[str, Any]:
 def _state_key_parts(bonus: Any) -> list[str]:
     """Names of the parts of ``bonus`` (through wrappers and a ``Sum``'s terms) that count on
     the env's state key alone (``key="state"``: count, ride, noveld)."""
-    names, pending = [], [bonus]
-    while pending:
-        for part in wrapper_chain(pending.pop()):
-            if not isinstance(part, ObsKey) and vars(part).get("key") == "state":
-                names.append(type(part).__name__)
-            terms = vars(part).get("terms")
-            if isinstance(terms, dict):
-                pending.extend(terms.values())
-    return names
+    return [
+        type(part).__name__
+        for part in bonus_parts(bonus)
+        if not isinstance(part, ObsKey) and vars(part).get("key") == "state"
+    ]
 
 
 def _check_state_keys(bonus: Any, vec_env: VecEnv, env: str, seed: int) -> None:

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from explora.agents import common
 from explora.agents.common import NullRun, Stateful
 from explora.agents.returns import gae
-from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions, wrapper_chain
+from explora.bonuses.base import Bonus, DiscountedReturnStd, Transitions, bonus_parts
 from explora.bonuses.obs_key import for_env
 from explora.envs.base import EnvStep, VecEnv, random_actions
 from explora.models.encoders import BoundsRescale, layer_init, make_encoder
@@ -350,15 +350,9 @@ def device_modules(bonus: Any) -> list[nn.Module]:
     """The parts of ``bonus`` that run where the agent runs (``PPOConfig.device``): each RND,
     alone, inside ``FirstVisit`` or an observation view, or a term of a ``Sum``; RND moves its
     inputs to its networks itself. Every other bonus stays on the CPU, where its inputs are."""
-    from explora.bonuses.combine import Sum
     from explora.bonuses.rnd import RND
 
-    for part in wrapper_chain(bonus):
-        if isinstance(part, RND):
-            return [part]
-        if isinstance(part, Sum):
-            return [m for term in part.terms.values() for m in device_modules(term)]
-    return []
+    return [part for part in bonus_parts(bonus) if isinstance(part, RND)]
 
 
 def continuing_next_values(values: Tensor, last_values: Tensor) -> Tensor:

@@ -145,6 +145,24 @@ def wrapper_chain(bonus: Any) -> Iterator[Any]:
         bonus = vars(bonus).get("inner")
 
 
+def bonus_parts(bonus: Any) -> Iterator[Any]:
+    """Every bonus inside ``bonus``: its ``wrapper_chain`` and, for a ``Sum``, each term's parts
+    in turn (depth first, ``bonus`` itself first).
+
+    Example:
+        >>> from explora.bonuses import RND, Count, FirstVisit, Sum
+        >>> bonus = FirstVisit(Sum({"rnd": RND(), "count": Count()}))
+        >>> [type(b).__name__ for b in bonus_parts(bonus)]
+        ['FirstVisit', 'Sum', 'RND', 'Count']
+    """
+    for part in wrapper_chain(bonus):
+        yield part
+        terms = vars(part).get("terms")  # a Sum's named terms
+        if isinstance(terms, dict):
+            for term in terms.values():
+                yield from bonus_parts(term)
+
+
 class RunningMeanStd(nn.Module):
     """Running mean and variance over a stream of batches (parallel Welford / Chan et al.).
 
