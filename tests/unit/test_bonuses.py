@@ -86,6 +86,8 @@ def test_count_accepts_discrete_spaces_and_rejects_float_box() -> None:
     assert "float32" in str(info.value)
     with pytest.raises(ValueError, match="Dict"):
         Count().setup(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}), ACTIONS, num_envs=1)
+    # counted by the env's state key, the observations themselves are never hashed
+    Count(key="state").setup(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), ACTIONS, num_envs=1)
 
 
 def test_count_does_not_count_in_eval_mode() -> None:

@@ -100,9 +100,10 @@ class Count:
         self._counts: dict[bytes | int, int] = {}
 
     def setup(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
-        """Accept Discrete, MultiDiscrete, MultiBinary, or a Box with an integer/bool dtype."""
+        """Accept Discrete, MultiDiscrete, MultiBinary, or a Box with an integer/bool dtype;
+        with ``key="state"`` any observations (they are not what is counted)."""
         space = observation_space
-        if isinstance(space, _DISCRETE_SPACES):
+        if self.key == "state" or isinstance(space, _DISCRETE_SPACES):
             return
         if isinstance(space, gym.spaces.Box):
             dtype = np.dtype(space.dtype)
