@@ -57,10 +57,14 @@ first steps, 4 on average over steps 50-300). PPO divides by the running std of 
 return, which these episode-start bursts set (100 at the start, 850 at 5M), so the rest of an
 episode earns ~1e-4 after normalisation. Success per 0.5M-frame window stayed within 0.0-0.25
 (final 0.03); feature_size=256 (0.04-0.42), unit-norm phi (bursts bounded by 1 / lambda;
-0.04-0.44 over 2.4M) and int_coef=0.1 (0.0-0.41, final 0.0) did not change that. Plain PPO
-shows the same shape (0.22 of its first-500k episodes, none after), so the bursts are not the
-whole story. On MultiRoom-N4-S5 (episodes of ~100 steps) the defaults pass 0.9 success at
-131k-158k frames on 3 of 3 seeds.
+0.04-0.44 over 2.4M) and int_coef=0.1 (0.0-0.41, final 0.0) did not change that. These
+window figures over-count successes while most episodes run to the limit: the envs' time-outs
+arrive together, so the last 100 finished episodes lean toward the short, successful ones (plain
+PPO's first 500k frames read 0.22; a random policy succeeds in 4 of 384 episodes, 1.0%). Plain
+PPO learns to stand still: forward is 6-7% of its sampled actions after 1M and 3M frames, the
+actions that do not move it (pickup, drop, toggle, done) 64-78%; with lr 2.5e-4 instead of the
+preset's 7e-4 it stays near uniform. So the bursts are not the whole story. On MultiRoom-N4-S5
+(episodes of ~100 steps) the defaults pass 0.9 success at 131k-158k frames on 3 of 3 seeds.
 
 ``observe`` computes each step's bonus (it depends on the episode so far); ``compute`` returns
 the last ``T`` observed steps' bonuses (the protocol's rule for per-episode state).
