@@ -415,3 +415,23 @@ def test_every_run_of_a_suite_passes_the_preflight(name):
         from explora.bonuses import BONUSES
 
         assert {r.method.bonus for r in runs} == {None, *BONUSES}
+
+
+def test_suite_table_prints_one_row_per_method_from_the_store(finished_sweep):
+    store, _ = finished_sweep
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "suite_table.py"
+    out = subprocess.run([sys.executable, str(script), str(store)], check=True,
+                         capture_output=True, text=True).stdout.splitlines()  # fmt: skip
+    header, _, *rows = out
+    tasks = [t.env_id for t in SUITES["smoke"].tasks]
+    assert header.startswith(f"| method | {tasks[0]} success | {tasks[0]} frames to 0.9 (seeds) |")
+    assert [r.split(" | ")[0] for r in rows] == ["| ppo", "| ppo+count"]
+    assert rows[0].endswith("| 1.00 |")  # plain PPO against itself
+    db = sqlite3.connect(store)
+    for row in rows:
+        method = row.split(" | ")[0].removeprefix("| ")
+        cells = row.split(" | ")[1:]
+        for i, task in enumerate(tasks):
+            success = [json.loads(s)["success_rate"] or 0.0 for (s,) in db.execute(
+                "select summary from runs where method=? and task=?", (method, task))]  # fmt: skip
+            assert cells[2 * i] == f"{sum(success) / len(success):.2f}"

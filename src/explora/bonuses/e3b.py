@@ -61,10 +61,11 @@ episode earns ~1e-4 after normalisation. Success per 0.5M-frame window stayed wi
 window figures over-count successes while most episodes run to the limit: the envs' time-outs
 arrive together, so the last 100 finished episodes lean toward the short, successful ones (plain
 PPO's first 500k frames read 0.22; a random policy succeeds in 4 of 384 episodes, 1.0%). Plain
-PPO learns to stand still: forward is 6-7% of its sampled actions after 1M and 3M frames, the
-actions that do not move it (pickup, drop, toggle, done) 64-78%; with lr 2.5e-4 instead of the
-preset's 7e-4 it stays near uniform. So the bursts are not the whole story. On MultiRoom-N4-S5
-(episodes of ~100 steps) the defaults pass 0.9 success at 131k-158k frames on 3 of 3 seeds.
+PPO learns to stand still: forward is 6-7% of its sampled actions after 1M frames (64 envs)
+and after 3M (256 envs), the actions that do not move it (pickup, drop, toggle, done) 64-78%;
+with lr 2.5e-4 instead of the preset's 7e-4 it stays near uniform. So the bursts are not the
+whole story. On MultiRoom-N4-S5 (episodes of ~100 steps) the defaults pass 0.9 success at
+131k-158k frames on 3 of 3 seeds.
 
 ``observe`` computes each step's bonus (it depends on the episode so far); ``compute`` returns
 the last ``T`` observed steps' bonuses (the protocol's rule for per-episode state).
