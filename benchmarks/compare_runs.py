@@ -4,13 +4,13 @@ metric against frames (e.g. the rooms Montezuma's Revenge runs visited).
     python benchmarks/compare_runs.py runs/mz-ppo runs/mz-rnd \\
         --metric charts/unique_states --label "rooms visited" --out docs/montezuma-rooms.png
 
-Each run is labelled by its bonus and seed (``config.json``). The table gives frames, wall time,
-training frames/s, the env's raw frames/s of the same run, the final return and, where the env
-reports success, the final success rate and the frames at which the last 100 episodes first
-succeeded 90% of the time, the metric's last value, and the frame counts a run resumed from after
-being stopped (``resumes.csv``; runs that predate that file show "-"). ``--smooth N`` draws the
-mean of the last N logged values, from the N-th on (per-update success rates jump between 0
-and 1).
+Each run is labelled by its bonus and seed (``config.json``), or by ``--names``, one per run. The
+table gives frames, wall time, training frames/s, the env's raw frames/s of the same run, the final
+return and, where the env reports success, the final success rate and the frames at which the last
+100 episodes first succeeded 90% of the time, the metric's last value, and the frame counts a run
+resumed from after being stopped (``resumes.csv``; runs that predate that file show "-").
+``--smooth N`` draws the mean of the last N logged values, from the N-th on (per-update success
+rates jump between 0 and 1).
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ def _frames(value: int | None) -> str:
     return "not reached" if value is None else f"{value:,}"
 
 
-def table(runs: list[Path], metric: str, metric_label: str) -> str:
+def table(runs: list[Path], metric: str, metric_label: str, names: list[str]) -> str:
     head = (
         f"| run | frames | wall time | frames/s | env frames/s (same run) | final return | "
         f"final success | frames to 90% success | {metric_label} | resumed from |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     rows = [head]
-    for run in runs:
+    for run, name in zip(runs, names, strict=True):
         s = json.loads((run / "summary.json").read_text())
         values = read_metrics(run / "metrics.csv").get(metric)
         last = (
@@ -65,7 +65,7 @@ def table(runs: list[Path], metric: str, metric_label: str) -> str:
             else None
         )
         rows.append(
-            f"| {label(run)} | {s['frames']:,} | {_minutes(s['wall_time_s'])} | "
+            f"| {name} | {s['frames']:,} | {_minutes(s['wall_time_s'])} | "
             f"{s['fps']:,.0f} | {s['env_fps']:,.0f} | {s['final_return']:.2f} | "
             f"{_rate(s.get('success_rate'))} | {_frames(s.get('frames_to_success_0.9'))} | "
             f"{'-' if last is None else f'{last:g}'} | {resumes(run)} |"
@@ -74,7 +74,13 @@ def table(runs: list[Path], metric: str, metric_label: str) -> str:
 
 
 def plot(
-    runs: list[Path], metric: str, metric_label: str, out: Path, title: str, smooth: int = 1
+    runs: list[Path],
+    metric: str,
+    metric_label: str,
+    out: Path,
+    title: str,
+    names: list[str],
+    smooth: int = 1,
 ) -> None:
     import matplotlib
 
@@ -82,7 +88,7 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for run in runs:
+    for run, name in zip(runs, names, strict=True):
         cols = read_metrics(run / "metrics.csv")
         values = cols.get(metric)
         if values is None:
@@ -92,7 +98,7 @@ def plot(
         if smooth > 1:  # drawn from the first full window on
             sums = np.cumsum(np.insert(shown, 0, 0.0))
             frames, shown = frames[smooth - 1 :], (sums[smooth:] - sums[:-smooth]) / smooth
-        ax.step(frames, shown, where="post", label=label(run))
+        ax.step(frames, shown, where="post", label=name)
     ax.set_xlabel("frames")
     ax.set_ylabel(metric_label)
     ax.set_title(title)
@@ -111,14 +117,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="PNG to write (none: no picture)")
     parser.add_argument("--title", default="", help="title of the picture")
     parser.add_argument("--smooth", type=int, default=1, help="draw the mean of the last N values")
+    parser.add_argument(
+        "--names", nargs="+", default=None, help="one name per run (default: method and seed)"
+    )
     args = parser.parse_args()
+    if args.names is not None and len(args.names) != len(args.runs):
+        parser.error(f"--names gives {len(args.names)} names for {len(args.runs)} runs")
     for run in args.runs:
         if not (run / "summary.json").exists():
             parser.error(f"{run} is not a finished run (no summary.json)")
     metric_label = args.label or args.metric
-    print(table(args.runs, args.metric, metric_label))
+    names = args.names or [label(run) for run in args.runs]
+    print(table(args.runs, args.metric, metric_label, names))
     if args.out is not None:
-        plot(args.runs, args.metric, metric_label, args.out, args.title, args.smooth)
+        plot(args.runs, args.metric, metric_label, args.out, args.title, names, args.smooth)
         print(f"\npicture: {args.out}")
 
 

@@ -47,6 +47,11 @@ def main() -> None:
     parser.add_argument("store", help="the suite's store.db")
     parser.add_argument("--suite", default=None, help="only this suite's runs")
     parser.add_argument("--baseline", default="ppo", help="the method frames/s is relative to")
+    parser.add_argument(
+        "--no-fps",
+        action="store_true",
+        help="leave out frames/s (when other work shared the machine with only some runs)",
+    )
     args = parser.parse_args()
 
     db = sqlite3.connect(f"file:{args.store}?mode=ro", uri=True)
@@ -75,7 +80,8 @@ def main() -> None:
         header += [f"{_short(t)} success", f"{_short(t)} frames to 0.9 (seeds)"]
         if t in has_tv:
             header.append(f"{_short(t)} steps on the TV")
-    header.append(f"frames/s vs {args.baseline} (suite)")
+    if not args.no_fps:
+        header.append(f"frames/s vs {args.baseline} (suite)")
     print("| " + " | ".join(header) + " |")
     print("|---|" + "---:|" * (len(header) - 1))
     for m in methods:
@@ -90,7 +96,8 @@ def main() -> None:
             ratios += [
                 r["fps"] / base_fps[(t, r["seed"])] for r in runs if (t, r["seed"]) in base_fps
             ]
-        cells.append(f"{statistics.median(ratios):.2f}" if ratios else "…")
+        if not args.no_fps:
+            cells.append(f"{statistics.median(ratios):.2f}" if ratios else "…")
         print("| " + " | ".join(cells) + " |")
 
 

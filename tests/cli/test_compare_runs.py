@@ -29,6 +29,18 @@ def test_compare_runs_tables_and_draws_two_runs(tmp_path: Path) -> None:
     assert lines[3].startswith("| ppo+count s0 | 1,024 |") and lines[3].endswith("| 512 |")
     assert "| final success | frames to 90% success |" in lines[0]
     assert out.read_bytes().startswith(b"\x89PNG")
+    named = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), str(plain), str(counted),
+         "--names", "no bonus", "counts"],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert named[2].startswith("| no bonus |") and named[3].startswith("| counts |")
+    wrong = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), str(plain), str(counted),
+         "--names", "one"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "gives 1 names for 2 runs" in wrong.stderr
     bad = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), str(tmp_path / "nothing")],
         capture_output=True, text=True,

@@ -59,6 +59,27 @@ cells, and the agent was drawn to rare views), while ``FirstVisit(AEHash(...))``
 paid on a view's first visit in an episode, as the MiniGrid preset does for RND) visited all
 196 cells on seeds 0 and 1 (``tests/learning/test_aehash_learning.py``).
 
+First visits, not lifelong counts, on long sparse tasks: MiniGrid-DoorKey-16x16 (episodes of up
+to 2,560 steps), PPO with the MiniGrid preset, 5M frames. With lifelong counts (the MiniGrid
+preset until 2026-11-30) the final success (episodes ending in the last 10% of frames) was 0.42
+/ 0.54 / 0.56 on seeds 0 / 1 / 2 (plain PPO 0.0 / 0.0 / 0.0), flat near 0.3-0.5 from 0.5M
+frames on with episodes of ~2,000 steps: the drift kept the bonus alive (raw bonus ~0.002
+throughout, occupied buckets still growing at 5M: 185k) and the policy wandering. Freezing
+the code after 1,000 trainings (~2M frames, seed 0) let the counts grow and the bonus fall,
+and success fell with it, to 0.00-0.03 per 0.5M window within 0.5M frames: the bonus was what
+brought the agent to the goal, and the extrinsic reward alone did not hold it there. An
+extrinsic discount of 0.999 instead of 0.99 (seed 0) ended at 0.53. With ``first_visit=True``
+(now the preset) it is all or nothing: seed 0 passed 0.9 success (last 100 episodes) at 1.01M
+frames and ended at 1.00 with episodes of ~120 steps; seeds 1 and 2 ended at 0.00. Their
+policies had stopped using ``toggle`` (1 of ~48,000 sampled actions at 5M, against 0.8% for
+seed 0; entropy down to ~0.4 by 400k frames), so the door never opened: a first-visit bonus
+pays nothing for an action that changes nothing, which most toggles are, and the action died
+out before the door was opened. PPO's entropy coefficient at 0.03 instead of the preset's 0.01
+keeps it alive: seeds 0 / 1 / 2 passed 0.9 at 901k / 1.20M / 1.13M frames and ended at 0.98 /
+0.92 / 0.97 (episodes of ~400-700 steps; the extra entropy keeps some of them long). The
+entropy coefficient is the agent's, not this bonus's, so PPO's preset stays at 0.01; the
+README gives the command.
+
 Cost (rough, on a loaded machine, not a timing): the DoorKey-8x8 runs above took 551 s with the
 default schedule against 253 s without a bonus (2.2x) and 632 s frozen, whose warm-up training
 (1,000 steps of 256 through a 256-wide autoencoder) is paid up front; the decoder's 980-logit
