@@ -72,7 +72,7 @@ extrinsic discount of 0.999 instead of 0.99 (seed 0) ended at 0.53. With ``first
 (now the preset) it is all or nothing: seed 0 passed 0.9 success (last 100 episodes) at 1.01M
 frames and ended at 1.00 with episodes of ~120 steps; seeds 1 and 2 ended at 0.00. Their
 policies had stopped using ``toggle`` (1 of ~48,000 sampled actions at 5M, against 0.8% for
-seed 0; entropy down to ~0.4 by 400k frames), so the door never opened: a first-visit bonus
+seed 0; entropy down to ~0.5 by 400k frames), so the door never opened: a first-visit bonus
 pays nothing for an action that changes nothing, which most toggles are, and the action died
 out before the door was opened. PPO's entropy coefficient at 0.03 instead of the preset's 0.01
 keeps it alive: seeds 0 / 1 / 2 passed 0.9 at 901k / 1.20M / 1.13M frames and ended at 0.98 /
