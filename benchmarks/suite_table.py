@@ -9,17 +9,23 @@ success with the number of seeds that got there, and on noisy-TV tasks the fract
 the TV. The last column is the median over runs of frames/s relative to plain PPO's run on the
 same task and seed in the same store (suite runs share the machine with another worker, so the
 ratio, not the absolute figure, is what carries over; ``benchmarks/throughput.py`` measures it on
-a quiet machine). A task or method with unfinished runs shows how many finished.
+a quiet machine). A task or method with unfinished runs shows how many finished. The figures are
+the store's own (``Store.rows()``), medians to solve as the report computes them
+(``explora.bench.stats.frames_to_solve``); tasks in the order their suite defines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
+
+from explora.bench import stats
+from explora.bench.store import Store
+from explora.bench.suites import SUITES
 
 
 def _short(task: str) -> str:
@@ -36,15 +42,23 @@ def _success(runs: list[dict[str, Any]], expected: int) -> str:
 def _to_solve(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "…"
-    solved = [r["frames_to_success_0.9"] for r in runs if r.get("frames_to_success_0.9")]
-    if not solved:
-        return f"— (0/{len(runs)})"
-    return f"{statistics.median(solved) / 1e3:.0f}k ({len(solved)}/{len(runs)})"
+    solved = stats.frames_to_solve({("", ""): [r["frames_to_solve"] for r in runs]})[("", "")]
+    median = solved["median"]
+    frames = "—" if median is None else f"{median / 1e3:.0f}k"
+    return f"{frames} ({solved['solved']}/{solved['runs']})"
+
+
+def _task_order(rows: list[dict[str, Any]]) -> list[str]:
+    """The tasks in their suite's order where the suite is known, else the store's."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    defined = [t.env_id for name in dict.fromkeys(r["suite"] for r in rows)
+               if name in SUITES for t in SUITES[name].tasks]  # fmt: skip
+    return sorted(tasks, key=lambda t: defined.index(t) if t in defined else len(defined))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("store", help="the suite's store.db")
+    parser.add_argument("store", type=Path, help="the suite's store.db")
     parser.add_argument("--suite", default=None, help="only this suite's runs")
     parser.add_argument("--baseline", default="ppo", help="the method frames/s is relative to")
     parser.add_argument(
@@ -53,25 +67,27 @@ def main() -> None:
         help="leave out frames/s (when other work shared the machine with only some runs)",
     )
     args = parser.parse_args()
+    if not args.store.is_file():
+        parser.error(f"{args.store} is not a result store (no such file)")
 
-    db = sqlite3.connect(f"file:{args.store}?mode=ro", uri=True)
-    query = "select suite, method, task, seed, status, summary from runs"
-    rows = db.execute(query).fetchall()
-    rows = [r for r in rows if args.suite is None or r[0] == args.suite]
+    store = Store(args.store)
+    rows = [r for r in store.rows() if args.suite is None or r["suite"] == args.suite]
+    store.close()
     if not rows:
         where = f" for suite {args.suite}" if args.suite else ""
         raise SystemExit(f"no runs in {args.store}{where}")
 
     done: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     seeds: dict[tuple[str, str], int] = defaultdict(int)
-    for _, method, task, seed, status, summary in rows:
-        seeds[(method, task)] += 1
-        if status == "done":
-            done[(method, task)].append({**json.loads(summary), "task": task, "seed": seed})
-    tasks = list(dict.fromkeys(r[2] for r in rows))
-    methods = sorted({r[1] for r in rows}, key=lambda m: (m != args.baseline, m))
+    for r in rows:
+        seeds[(r["method"], r["task"])] += 1
+        if r["status"] == "done":
+            tv = json.loads(r["summary"]).get("tv_fraction") if r["summary"] else None
+            done[(r["method"], r["task"])].append(r | {"tv_fraction": tv})
+    tasks = _task_order(rows)
+    methods = sorted({r["method"] for r in rows}, key=lambda m: (m != args.baseline, m))
     has_tv = {
-        t for t in tasks for m in methods for r in done[(m, t)] if r.get("tv_fraction") is not None
+        t for t in tasks for m in methods for r in done[(m, t)] if r["tv_fraction"] is not None
     }
 
     base_fps = {(r["task"], r["seed"]): r["fps"] for t in tasks for r in done[(args.baseline, t)]}
@@ -91,7 +107,7 @@ def main() -> None:
             runs = done[(m, t)]
             cells += [_success(runs, seeds[(m, t)]), _to_solve(runs)]
             if t in has_tv:
-                tv = [r["tv_fraction"] for r in runs if r.get("tv_fraction") is not None]
+                tv = [r["tv_fraction"] for r in runs if r["tv_fraction"] is not None]
                 cells.append(f"{statistics.mean(tv):.2f}" if tv else "…")
             ratios += [
                 r["fps"] / base_fps[(t, r["seed"])] for r in runs if (t, r["seed"]) in base_fps
