@@ -87,7 +87,8 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6 if len(runs) <= 3 else 7.5, 3.5))
+    legend_beside = len(runs) > 3  # beside the axes, where it hides no curve
+    fig, ax = plt.subplots(figsize=(7.5 if legend_beside else 6, 3.5))
     for run, name in zip(runs, names, strict=True):
         cols = read_metrics(run / "metrics.csv")
         values = cols.get(metric)
@@ -103,7 +104,7 @@ def plot(
     ax.set_ylabel(metric_label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if len(runs) > 3:  # beside the axes, where it hides no curve
+    if legend_beside:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     else:
         ax.legend()
