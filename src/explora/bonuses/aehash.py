@@ -33,7 +33,7 @@ launcher loads a pretrained model instead). Here:
 
 Code drift, measured and decided. A view's key changes whenever a training step flips any of
 its D rounded bits, and its count starts again under the new key (the old count stays in the
-sketch under the old key). Measured with PPO (MiniGrid preset: 64 envs x 32 steps) on
+sketch under the old key). Measured with PPO (the MiniGrid preset then: 64 envs x 32 steps) on
 MiniGrid-DoorKey-8x8, 300k frames, seed 0, D = 64, lambda = 0.1, lr 3e-4, one run each (the
 distinct views visited counted exactly beside the run; plain PPO: 5,949 views, success 0.08):
 

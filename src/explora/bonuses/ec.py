@@ -57,7 +57,7 @@ Deviations, each a matter of cost on a 2-core CPU next to the agent:
 Cost: each step compares every env's query with its whole memory through C (N x |M| pairs, one
 batched product per layer; C's first layer on the memory side is cached per row), so a step
 costs O(N * |M| * 64^2), and each training re-embeds the memories. Rough in-process figures
-(PPO with the MiniGrid preset, 64 envs x 32 steps, on a 2-core machine shared with other jobs,
+(PPO with the MiniGrid preset then, 64 envs x 32 steps, on a 2-core machine shared with other jobs,
 load 15-20, so only the ratios mean anything): DoorKey-8x8, memories of ~46 rows, 1.6x plain
 PPO's time per frame (rollout 0.77 s against 0.05 s per 2,048 frames: the per-step comparisons;
 update 0.59 s against 0.53 s: C trains on the second thread while PPO updates); Empty-8x8 in

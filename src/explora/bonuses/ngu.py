@@ -39,13 +39,15 @@ Defaults and where they come from (the paper's table 6 unless said otherwise):
         The paper calls it "a running average"; rlax keeps the all-time mean. phi is trained
         online, every rollout here, so the scale of its distances drifts: an all-time mean
         would normalise today's distances by yesterday's scale, while a moving average follows
-        it. 0.997 is one port's momentum; per vector step it remembers ~333 steps (about ten
-        32-step rollouts), long enough to smooth one step's batch (N envs x k distances).
+        it. 0.997 is one port's momentum; per vector step it remembers ~333 steps (ten 32-step
+        rollouts, two or three of 128 steps), long enough to smooth one step's batch (N envs x
+        k distances).
     error_horizon = 20,000 samples (deviation): mu_err and sigma_err forget, as
-        ``RunningMeanStd(max_count=20_000)`` (about ten rollouts of 64 envs x 32 steps). The
+        ``RunningMeanStd(max_count=20_000)`` (2.4 rollouts of 64 envs x 128 steps). The
         paper's running mean and std over the whole run (``error_horizon=None``) keep the large
-        errors of RND's first updates: measured on MiniGrid-DoorKey-8x8 (PPO's MiniGrid preset,
-        RND 128/64 wide at lr 1e-3 on every sample, seed 1, 200k frames), the share of states
+        errors of RND's first updates: measured on MiniGrid-DoorKey-8x8 (PPO's MiniGrid preset
+        then, 32-step rollouts; RND 128/64 wide at lr 1e-3 on every sample, seed 1, 200k
+        frames), the share of states
         with a multiplier above 1 fell from 32% at the first update to 2-9% for the rest of the
         run (mean multiplier 1.003-1.016), an all-but-inert modulator; with the 20k horizon it
         stayed at 25-37% (mean 1.08-1.27).
@@ -75,7 +77,7 @@ frames/s on DoorKey-8x8 afterwards, from 0.44). Embeddings are stored as compute
 was reached (the paper's actors do the same with an embedding network synced "once/episode");
 they are not recomputed when phi trains. Time per step grows with the episode's length
 (MiniGrid's are at most a few hundred steps). Rough in-process figures (MiniGrid-DoorKey-8x8,
-PPO with the MiniGrid preset, 64 envs x 32 steps, a 2-core machine shared with other jobs at
+PPO with the MiniGrid preset then, 64 envs x 32 steps, a 2-core machine shared with other jobs at
 load 15-20, so only ratios mean anything): 2.1-2.4x plain PPO's time per frame; per 2,048 frames
 the rollout took 1.0 s against 0.05 s (per step: phi of N observations, the kNN, RND's
 statistics) and the update 0.9-1.1 s against 0.53 s (RND and the inverse model train on the
