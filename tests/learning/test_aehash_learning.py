@@ -2,8 +2,8 @@
 than no bonus does, on the same frames.
 
 MiniGrid-Empty-16x16 has one fixed layout (14 x 14 free cells, start and goal in opposite
-corners), so the cells a run visits measure its exploration. In 30k frames (the MiniGrid
-preset's 64 envs x 32 steps) plain PPO visited 180 of the 196 cells on seed 0 (181 on seed 1,
+corners), so the cells a run visits measure its exploration. In 30k frames (64 envs x
+32 steps, ``SHORT`` below) plain PPO visited 180 of the 196 cells on seed 0 (181 on seed 1,
 ``test_episodic_learning.py``); ``FirstVisit(AEHash(...))`` visited 196 (measured). The
 lifelong count alone visited 171 (the egocentric views of an empty room repeat from cell to
 cell, and the agent was drawn to rare ones), so the test uses the first-visit form, as the

@@ -52,7 +52,7 @@ def test_plain_ppo_does_not_reach_deepsea_10_treasure_on_the_same_budget(tmp_pat
 
 
 # Seed 5 of the README's DoorKey-8x8 table: PPO+RND (MiniGrid preset) passes 90% success at
-# ~155k frames; plain PPO with the same preset had no success at all by 400k frames (measured).
+# ~265k frames of this budget and ends at 0.998; plain PPO with the same preset at 0.00 (measured).
 DOORKEY8, DOORKEY8_SEED, DOORKEY8_FRAMES = "MiniGrid-DoorKey-8x8-v0", 5, 400_000
 
 

@@ -440,6 +440,30 @@ def test_re3_knn_distance_and_log_by_hand() -> None:
     torch.testing.assert_close(r.reshape(-1), torch.tensor(expected))
 
 
+def test_re3_large_batch_searches_windows_of_consecutive_steps_by_hand() -> None:
+    torch.manual_seed(0)
+    re3 = vector_re3(k=1, normalize=False, max_batch=7)
+    gen = torch.Generator().manual_seed(4)
+    states = torch.rand(5, 3, 3, generator=gen)  # 15 states: 3 windows, steps 0-1, 2-3, 4
+    states[3, 0] = states[0, 2]  # a repeat in another window: no neighbour there
+    states[4, 1] = states[4, 2]  # a repeat in the same window
+    y = re3.embed(states.reshape(15, 3)).reshape(5, 3, -1)
+    expected = torch.zeros(5, 3)
+    for steps in ([0, 1], [2, 3], [4]):  # brute force: the nearest other state of the window
+        window = [(t, n) for t in steps for n in range(3)]
+        for t, n in window:
+            others = [float((y[t, n] - y[u, m]).norm()) for u, m in window if (u, m) != (t, n)]
+            expected[t, n] = math.log(1 + min(others))
+    r = re3.compute(transitions(states, torch.zeros(5, 3), states))
+    torch.testing.assert_close(r, expected)
+    assert float(r[3, 0]) > 0 and float(r[4, 1]) == 0 and float(r[4, 2]) == 0
+    torch.manual_seed(0)
+    whole = vector_re3(k=1, normalize=False, max_batch=None)
+    assert float(whole.compute(transitions(states, torch.zeros(5, 3), states))[3, 0]) == 0
+    with pytest.raises(ValueError, match="max_batch must exceed k=3"):
+        RE3(max_batch=3)
+
+
 def test_re3_divides_by_the_running_std_of_distances() -> None:
     torch.manual_seed(0)
     re3 = vector_re3(k=1)
