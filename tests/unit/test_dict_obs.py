@@ -85,7 +85,7 @@ def test_minigrid_dict_observation_gives_image_direction_and_mission(tmp_path):
     summary = explora.train(
         "MiniGrid-DoorKey-5x5-v0",
         bonus="rnd",
-        frames=64 * 32 * 2,
+        frames=64 * 128,  # one rollout of the MiniGrid preset
         progress=False,
         out=tmp_path / "run",
         env_kwargs={"dict_obs": True},

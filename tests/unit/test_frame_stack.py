@@ -164,7 +164,7 @@ def test_train_with_stacked_views(tmp_path: Any) -> None:
         "MiniGrid-Empty-5x5-v0",
         bonus=make_bonus("count"),
         frames=4096,
-        algo_args={"frame_stack": 2},
+        algo_args={"frame_stack": 2, "num_steps": 32},  # two 64 x 32 rollouts
         out=tmp_path / "run",
         progress=False,
     )

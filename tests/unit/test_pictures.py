@@ -29,12 +29,15 @@ from explora.runs.pictures import (
 ENV = "MiniGrid-DoorKey-5x5-v0"
 PNG = b"\x89PNG\r\n\x1a\n"
 VIEW_SPACE = gym.spaces.Box(0, 255, (7, 7, 3), np.uint8)
+SHORT = {"num_steps": 32}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("pictures") / "dk5-vqcount"
-    summary = explora.train(ENV, bonus="vqcount", frames=6_144, seed=0, out=out, progress=False)
+    summary = explora.train(  # three 64 x 32 rollouts: the VQ-VAE trains between them
+        ENV, bonus="vqcount", frames=6_144, seed=0, out=out, progress=False, algo_args=SHORT
+    )
     return {"out": out, "summary": summary}
 
 
@@ -196,7 +199,7 @@ def test_report_shows_the_pictures_of_one_run(run: dict[str, Any], tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("algo", "frames", "algo_args"),
-    [("dqn", 1_024, {}), ("ppo", 4_096, {"frame_stack": 3})],
+    [("dqn", 1_024, {}), ("ppo", 4_096, {"frame_stack": 3, **SHORT})],
     ids=["dqn", "ppo-stacked"],
 )
 def test_pictures_of_other_agents_and_stacked_views(
