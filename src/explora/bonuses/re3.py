@@ -30,7 +30,7 @@ neighbours are searched in its window: MiniGrid's 64 envs x 128 steps are four 3
 the batch RE3 saw whole with the preset's 32-step rollouts before 2026-12-01. The distance
 matrix grows as the batch squared: over the whole 8,192-state rollout PPO+RE3 trained
 DoorKey-8x8 at 0.43 of plain PPO's frames/s (``benchmarks/throughput.py --catalogue``, 300k
-frames), over the 2x budget; in windows at 0.68-0.69 (two runs, order swapped). Learning does
+frames), over the 2x budget; in windows at 0.68-0.72 (three runs). Learning does
 not suffer: on MultiRoom-N4-S5 (500k frames, seeds 0-2) the windows ended at 0.61 / 0.48 / 0.54
 success, the whole batch at 0.40 / 0.38 / 0.35. Evenly spaced references drawn from the whole
 batch (every 4th row) were as cheap but scored an env's states against its own neighbouring
