@@ -203,7 +203,9 @@ class PPOConfig:
         if self.total_frames < self.batch_size:
             raise ValueError(
                 f"total_frames {self.total_frames} is less than one rollout "
-                f"(num_envs * num_steps = {self.batch_size})"
+                f"(num_envs * num_steps = {self.num_envs} * {self.num_steps} = "
+                f"{self.batch_size}); train for at least {self.batch_size} frames or shorten "
+                f"the rollout (num_envs, num_steps)"
             )
 
 
