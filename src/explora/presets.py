@@ -24,6 +24,13 @@ def _family(env_id: str) -> str:
     return "other"
 
 
+# PPO's MiniGrid settings before 2026-12-01, where they differ from ALGO_PRESETS below: what
+# the `catalogue` and `generative` suites and the Empty-16x16 coverage learning tests were
+# measured with, and pin (with 128-step rollouts plain PPO covers 191-193 of Empty-16x16's 196
+# cells by 32k frames, leaving a bonus nothing to show; 32 steps update 4x as often). A MiniGrid
+# run started before then resumes with these as ``algo_args``.
+PPO_MINIGRID_BEFORE_2026_12_01: dict[str, Any] = {"num_steps": 32, "ent_coef": 0.01}
+
 # (algo, family) -> (settings, why)
 ALGO_PRESETS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
     ("ppo", "minigrid"): (

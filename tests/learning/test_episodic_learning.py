@@ -19,15 +19,12 @@ import pytest
 
 import explora
 from explora.bonuses import make_bonus
+from explora.presets import PPO_MINIGRID_BEFORE_2026_12_01
 
 pytestmark = pytest.mark.learning
 
 ENV, FRAMES, SEED = "MiniGrid-Empty-16x16-v0", 30_000, 0
-# The MiniGrid preset before 2026-12-01, with which these counts were measured: 32-step
-# rollouts update 4x as often (~8-15 updates in these budgets, 2-3 with the preset's 128 steps),
-# and with 128 steps plain PPO covers 191-193 of the 196 cells by 32k frames, leaving no room for
-# a bonus to show.
-SHORT = {"num_steps": 32, "ent_coef": 0.01}
+SHORT = PPO_MINIGRID_BEFORE_2026_12_01  # what these counts were measured with (presets.py)
 ALL_CELLS = 14 * 14
 
 
@@ -47,7 +44,7 @@ def plain_cells(tmp_path_factory: pytest.TempPathFactory) -> int:
 
 
 @pytest.mark.parametrize("name", ["noveld", "ride", "e3b", "re3"])
-def test_episodic_bonus_visits_more_cells_than_plain_ppo(
+def test_bonus_visits_more_cells_than_plain_ppo(
     tmp_path: Path, plain_cells: int, name: str
 ) -> None:
     cells = _cells(tmp_path / "run", make_bonus(name))

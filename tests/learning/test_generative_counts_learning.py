@@ -36,15 +36,12 @@ import pytest
 import explora
 from explora.bonuses.pseudocount import PseudoCount
 from explora.bonuses.vqcount import VQCount
+from explora.presets import PPO_MINIGRID_BEFORE_2026_12_01
 
 pytestmark = pytest.mark.learning
 
 ENV, FRAMES = "MiniGrid-Empty-16x16-v0", 30_000
-# The MiniGrid preset before 2026-12-01, with which these counts were measured: 32-step
-# rollouts update 4x as often (~8-15 updates in these budgets, 2-3 with the preset's 128 steps),
-# and with 128 steps plain PPO covers 191-193 of the 196 cells by 32k frames, leaving no room for
-# a bonus to show.
-SHORT = {"num_steps": 32, "ent_coef": 0.01}
+SHORT = PPO_MINIGRID_BEFORE_2026_12_01  # what these counts were measured with (presets.py)
 ALL_CELLS = 14 * 14
 
 

@@ -74,18 +74,18 @@ frames and ended at 1.00 with episodes of ~120 steps; seeds 1 and 2 ended at 0.0
 policies had stopped using ``toggle`` (1 of ~48,000 sampled actions at 5M, against 0.8% for
 seed 0; entropy down to ~0.5 by 400k frames), so the door never opened: a first-visit bonus
 pays nothing for an action that changes nothing, which most toggles are, and the action died
-out before the door was opened. PPO's entropy coefficient at 0.03 instead of the preset's 0.01
-keeps it alive: seeds 0 / 1 / 2 passed 0.9 at 901k / 1.20M / 1.13M frames and ended at 0.98 /
-0.92 / 0.97 (episodes of ~400-700 steps; the extra entropy keeps some of them long). The
+out before the door was opened. PPO's entropy coefficient at 0.03 instead of the preset's
+then 0.01 keeps it alive: seeds 0 / 1 / 2 passed 0.9 at 901k / 1.20M / 1.13M frames and ended
+at 0.98 / 0.92 / 0.97 (episodes of ~400-700 steps; the extra entropy keeps some of them long). The
 entropy is most of the fix, not this bonus alone: RND (first visits, its preset) with
 ent_coef 0.03 passed 0.9 at 3.72M frames on seed 1 and ended at 0.96, where at 0.01 it ends
 at 0.00 on all three seeds; the AE hash got there 3x sooner. The entropy coefficient is the
-agent's, not this bonus's, so PPO's preset stays at 0.01 (a change there touches every
-bonus and task: to be measured across them); the README gives the command. PPO's rollout
-length matters as much (2026-12-01, same task and budget): with 128-step rollouts instead of
-the preset's 32 and ent_coef 0.01, seeds 0 / 1 / 2 ended at 0.00 / 1.00 / 1.00 (seeds 1 and 2
-passed 0.9 at 947k and 941k frames; seed 0 lost ``toggle`` as above); with 128 steps and
-ent_coef 0.03 all three passed 0.9, at 906k / 1.42M / 975k, ending at 1.00 / 0.97 / 0.97.
+agent's, not this bonus's: it changed in PPO's MiniGrid preset (``explora.presets``) on
+2026-12-01, with the rollout length, once measured across bonuses and tasks. The rollout
+length matters as much (same task and budget): with 128-step rollouts instead of 32 and
+ent_coef 0.01, seeds 0 / 1 / 2 ended at 0.00 / 1.00 / 1.00 (seeds 1 and 2 passed 0.9 at 947k
+and 941k frames; seed 0 lost ``toggle`` as above); with 128 steps and ent_coef 0.03, the
+preset now, all three passed 0.9, at 906k / 1.42M / 975k, ending at 1.00 / 0.97 / 0.97.
 
 Cost (rough, on a loaded machine, not a timing): the DoorKey-8x8 runs above took 551 s with the
 default schedule against 253 s without a bonus (2.2x) and 632 s frozen, whose warm-up training

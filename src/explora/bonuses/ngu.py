@@ -47,10 +47,9 @@ Defaults and where they come from (the paper's table 6 unless said otherwise):
         paper's running mean and std over the whole run (``error_horizon=None``) keep the large
         errors of RND's first updates: measured on MiniGrid-DoorKey-8x8 (PPO's MiniGrid preset
         then, 32-step rollouts; RND 128/64 wide at lr 1e-3 on every sample, seed 1, 200k
-        frames), the share of states
-        with a multiplier above 1 fell from 32% at the first update to 2-9% for the rest of the
-        run (mean multiplier 1.003-1.016), an all-but-inert modulator; with the 20k horizon it
-        stayed at 25-37% (mean 1.08-1.27).
+        frames), the share of states with a multiplier above 1 fell from 32% at the first
+        update to 2-9% for the rest of the run (mean multiplier 1.003-1.016), an all-but-inert
+        modulator; with the 20k horizon it stayed at 25-37% (mean 1.08-1.27).
 
 The multiplier must not be stuck at 1: one library min-max scales RND's error before the cap,
 which leaves the multiplier at 1 (METHODS.md). Here alpha is the standardised error, so a state
